@@ -1,0 +1,141 @@
+"""The tenant store: one encrypted DuckDB file per tenant, with named migrations and a
+batched background writer that keeps inserts off the chat's hot path.
+
+Writes are queued (microseconds) and committed in batches; every read first waits for the
+queue to drain, so a reader always sees its own writes. ``close()`` flushes; a crash
+loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import duckdb_extension_httpfs
+
+from enclave.errors import EnclaveError
+
+log = logging.getLogger(__name__)
+HTTPFS = next(Path(duckdb_extension_httpfs.__file__).parent.glob(
+    "extensions/*/httpfs.duckdb_extension"))
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+Statement = tuple[str, Sequence[Any]]
+
+
+class StoreError(EnclaveError):
+    status = 500
+
+
+class TenantStore:
+    def __init__(self, path: Path, data_key: bytes, migrations: Sequence[Migration]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                           "autoload_known_extensions": False})
+        self._con.execute(f"LOAD '{HTTPFS}'")
+        self._con.execute("SET temp_file_encryption = true")
+        try:
+            self._con.execute(f"ATTACH '{path}' AS store (ENCRYPTION_KEY '{data_key.hex()}')")
+        except duckdb.Error as e:
+            self._con.close()
+            raise StoreError(f"cannot open the store {path.name}: {e}") from None
+        self._con.execute("USE store")
+        self._lock = threading.RLock()
+        self._migrate(migrations)
+        self._queue: queue.Queue[Statement | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                        name=f"store-writer-{path.parent.name}")
+        self._writer.start()
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        with self._lock:
+            self._con.execute("CREATE TABLE IF NOT EXISTS _migrations "
+                              "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())")
+            done = {r[0] for r in self._con.execute("SELECT name FROM _migrations").fetchall()}
+            for name, apply in migrations:
+                if name in done:
+                    continue
+                self._con.execute("BEGIN")
+                try:
+                    apply(self._con)
+                    self._con.execute("INSERT INTO _migrations (name) VALUES (?)", [name])
+                    self._con.execute("COMMIT")
+                except Exception:
+                    self._con.execute("ROLLBACK")
+                    raise
+
+    def write(self, sql: str, params: Sequence[Any]) -> None:
+        """Queue one statement; it commits with the next batch."""
+        self._queue.put((sql, params))
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            try:
+                self._commit(batch)
+            except Exception as e:  # surfaced on the next read or flush
+                log.exception("store %s: batch of %d writes failed", self.path, len(batch))
+                self._error = e
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _commit(self, batch: list[Statement]) -> None:
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                i = 0
+                while i < len(batch):  # consecutive identical statements run as one
+                    j = i
+                    while j + 1 < len(batch) and batch[j + 1][0] == batch[i][0]:
+                        j += 1
+                    if j == i:
+                        self._con.execute(batch[i][0], batch[i][1])
+                    else:
+                        self._con.executemany(batch[i][0], [b[1] for b in batch[i:j + 1]])
+                    i = j + 1
+                self._con.execute("COMMIT")
+            except Exception:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed; raise if a batch failed."""
+        self._queue.join()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise StoreError(f"a write to the store failed: {err}") from err
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read, after the pending writes."""
+        self.flush()
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        with self._lock:
+            self._con.close()

@@ -1,0 +1,264 @@
+"""Tenants: the typed schema of ``tenants/<slug>/`` and the registry that loads them.
+
+A tenant folder holds ``tenant.toml``, ``prompts/system.md``, ``assistants/*.toml`` and
+``branding/``. Anything invalid raises :class:`TenantInvalid` naming the file and the
+field; nothing silently falls back.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from enclave.errors import TenantInvalid, TenantNotFound
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
+ROLES = ("member", "editor", "admin", "auditor")
+Role = Literal["member", "editor", "admin", "auditor"]
+HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Branding(_Strict):
+    title: str = Field(min_length=1, max_length=80)
+    tagline: str = ""
+    logo: str | None = None
+    primary_color: str = Field(default="#1c7ed6", pattern=HEX_COLOR)
+    background_color: str = Field(default="#ffffff", pattern=HEX_COLOR)
+    text_color: str = Field(default="#1f2328", pattern=HEX_COLOR)
+
+
+class RoleAssignment(_Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    roles: tuple[Role, ...] = Field(min_length=1)
+
+
+class Identity(_Strict):
+    provider: str = Field(pattern=r"^[a-z][a-z0-9]{1,31}$")
+    issuer: str | None = None
+    allowed_email_domains: tuple[str, ...] = Field(min_length=1)
+    tenant_claim: str | None = None
+    tenant_claim_value: str | None = None
+    roles_claim: str | None = None
+    role_map: dict[str, tuple[Role, ...]] = {}
+    default_roles: tuple[Role, ...] = ("member",)
+    assignments: tuple[RoleAssignment, ...] = ()
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _lower_domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower().lstrip("@") for d in v)
+
+
+class ModelSettings(_Strict):
+    provider: str = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    name: str | None = None
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    timeout_seconds: float = Field(default=60, gt=0, le=600)
+    max_retries: int = Field(default=1, ge=0, le=5)
+    history_messages: int = Field(default=12, ge=0, le=200)
+
+
+class Quotas(_Strict):
+    """Consumed by the quota issue; validated now so typos fail early."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class TenantFile(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    status: Literal["active", "suspended", "expired", "archived"] = "active"
+    branding: Branding
+    identity: Identity
+    model: ModelSettings = ModelSettings()
+    quotas: Quotas = Quotas()
+    plugins: dict[str, dict[str, Any]] = {}
+
+
+class AssistantFile(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    instructions: str = Field(min_length=1)
+    model: str | None = None
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class Assistant:
+    slug: str
+    name: str
+    description: str
+    instructions: str
+    model: str | None
+    default: bool
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One tenant, immutable once loaded. Passed explicitly everywhere."""
+
+    slug: str
+    path: Path
+    name: str
+    status: str
+    branding: Branding
+    identity: Identity
+    model: ModelSettings
+    quotas: Mapping[str, Any]
+    system_prompt: str
+    assistants: Mapping[str, Assistant]
+    plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def plugin_enabled(self, name: str) -> bool:
+        cfg = self.plugin_config.get(name)
+        return cfg is not None and bool(cfg.get("enabled", True))
+
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """Settings of plugin ``name`` for this tenant (without ``enabled``)."""
+        cfg = self.plugin_config.get(name) or {}
+        return MappingProxyType({k: v for k, v in cfg.items() if k != "enabled"})
+
+    def assistant(self, slug: str | None) -> Assistant:
+        if slug is None:
+            return self.default_assistant
+        try:
+            return self.assistants[slug]
+        except KeyError:
+            raise TenantNotFound(f"{self.name} has no assistant '{slug}'") from None
+
+    @property
+    def default_assistant(self) -> Assistant:
+        for a in self.assistants.values():
+            if a.default:
+                return a
+        return next(iter(self.assistants.values()))
+
+    @property
+    def logo_path(self) -> Path | None:
+        return self.path / self.branding.logo if self.branding.logo else None
+
+
+def _fail(file: Path, err: ValidationError | str) -> TenantInvalid:
+    if isinstance(err, str):
+        return TenantInvalid(f"{file}: {err}")
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return TenantInvalid(f"{file}: field '{where}': {first['msg']}")
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _fail(file, "file is missing") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise _fail(file, f"not valid TOML: {e}") from None
+
+
+def load_tenant(path: Path) -> Tenant:
+    """Load and validate one tenant folder."""
+    slug = path.name
+    if not SLUG_RE.match(slug):
+        raise TenantInvalid(f"{path}: folder name '{slug}' is not a valid slug "
+                            f"(lowercase letters, digits and '-', 3 to 32 characters)")
+    toml_file = path / "tenant.toml"
+    try:
+        spec = TenantFile.model_validate(_read_toml(toml_file))
+    except ValidationError as e:
+        raise _fail(toml_file, e) from None
+    if spec.branding.logo:
+        logo = (path / spec.branding.logo).resolve()
+        if not logo.is_relative_to(path.resolve()) or not logo.is_file():
+            raise _fail(toml_file, f"field 'branding.logo': file '{spec.branding.logo}' "
+                                   "not found inside the tenant folder")
+    if (spec.identity.tenant_claim is None) != (spec.identity.tenant_claim_value is None):
+        raise _fail(toml_file, "field 'identity.tenant_claim': set both tenant_claim and "
+                               "tenant_claim_value, or neither")
+    prompt_file = path / "prompts" / "system.md"
+    try:
+        system_prompt = prompt_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise _fail(prompt_file, "file is missing") from None
+    if not system_prompt:
+        raise _fail(prompt_file, "system prompt is empty")
+    assistants: dict[str, Assistant] = {}
+    for file in sorted((path / "assistants").glob("*.toml")):
+        if not SLUG_RE.match(file.stem):
+            raise _fail(file, f"file name '{file.stem}' is not a valid assistant slug")
+        try:
+            a = AssistantFile.model_validate(_read_toml(file))
+        except ValidationError as e:
+            raise _fail(file, e) from None
+        assistants[file.stem] = Assistant(file.stem, a.name, a.description,
+                                          a.instructions.strip(), a.model, a.default)
+    if not assistants:
+        raise _fail(path / "assistants", "at least one assistants/*.toml is required")
+    if sum(a.default for a in assistants.values()) > 1:
+        raise _fail(path / "assistants", "more than one assistant has default = true")
+    for name, cfg in spec.plugins.items():
+        if not isinstance(cfg, dict):
+            raise _fail(toml_file, f"field 'plugins.{name}': must be a table")
+    return Tenant(
+        slug=slug, path=path, name=spec.name, status=spec.status, branding=spec.branding,
+        identity=spec.identity, model=spec.model,
+        quotas=MappingProxyType(dict(spec.quotas.model_extra or {})),
+        system_prompt=system_prompt, assistants=MappingProxyType(assistants),
+        plugin_config=MappingProxyType({k: MappingProxyType(v) for k, v in spec.plugins.items()}),
+    )
+
+
+class TenantRegistry:
+    """All tenants of one deployment, loaded from a directory. Immutable."""
+
+    def __init__(self, tenants: Mapping[str, Tenant]) -> None:
+        self._tenants = dict(tenants)
+
+    @classmethod
+    def load(cls, tenants_dir: Path) -> TenantRegistry:
+        if not tenants_dir.is_dir():
+            raise TenantInvalid(f"{tenants_dir}: tenants directory not found")
+        found = {}
+        for p in sorted(tenants_dir.iterdir()):
+            if p.is_dir() and not p.name.startswith((".", "_")):
+                found[p.name] = load_tenant(p)
+        providers: dict[str, str] = {}
+        for t in found.values():
+            other = providers.setdefault(t.identity.provider, t.slug)
+            if other != t.slug and not t.identity.tenant_claim:
+                raise _fail(t.path / "tenant.toml", f"field 'identity.provider': provider "
+                            f"'{t.identity.provider}' is shared with tenant '{other}'; a shared "
+                            "provider needs tenant_claim rules")
+        return cls(found)
+
+    def get(self, slug: str) -> Tenant:
+        try:
+            return self._tenants[slug]
+        except KeyError:
+            raise TenantNotFound(f"no tenant '{slug}'") from None
+
+    def __iter__(self) -> Iterator[Tenant]:
+        return iter(self._tenants.values())
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    def by_email_domain(self, email: str) -> list[Tenant]:
+        domain = email.rsplit("@", 1)[-1].strip().lower()
+        return [t for t in self if domain in t.identity.allowed_email_domains]
