@@ -75,7 +75,7 @@ CARD_RE = re.compile(
 
 PHONE_RE = re.compile(
     r"""
-    (?<![\w+$€£¥@])                                   # not inside a word/number, no currency
+    (?<![\w+$€£¥@])(?<!\d[.-])                        # not inside a word/number, no currency
     (?:
         \+\d{1,3}(?:[ .-]?(?:\(\d{1,5}\)|\d{1,5})){1,6}   # +44 20 7946 0958, +1 (555) 123-4567
       | \(\d{1,5}\)[ .-]?\d{1,5}(?:[ .-]\d{1,5}){0,4}     # (555) 123-4567
@@ -136,6 +136,8 @@ def _phone_verdict(text: str, m: re.Match[str]) -> bool | None:
         return None
     groups = _GROUPS_RE.findall(s)
     sep = m.group(1)
+    if sep == "." and any(not 2 <= len(g) <= 4 for g in groups):
+        return None  # a version or a decimal: 10.0.19045; dotted phones group by 2-4
     if len(groups) == 2:
         # "555-1234" or a trunk-prefixed national number "020 79460958"; not "2019-2024"
         return (groups[0].startswith("0")

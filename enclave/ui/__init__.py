@@ -1,0 +1,1 @@
+"""Streamlit page modules. Thin: they resolve the principal and call the workspace."""
