@@ -117,7 +117,7 @@ def run(settings: Settings, idp_port: int = IDP_PORT, app_port: int = APP_PORT) 
                 print(f"Using the model endpoint {settings.default_base_url}")
             app_url = f"http://localhost:{app_port}"
             secrets_file = write_secrets(logs / "secrets.toml", tenants, issuer, app_url)
-            procs.append(subprocess.Popen(app_command(secrets_file, app_port)))
+            procs.append(subprocess.Popen(app_command(secrets_file, app_port), cwd=ROOT))
             wait_http(f"{app_url}/_stcore/health", 60, procs[-1])
             print(f"\nEnclave is running at {app_url}  (OIDC provider: {issuer})")
             print("Demo logins (pick the organisation, then the user on the provider's page):")
