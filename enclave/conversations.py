@@ -14,6 +14,7 @@ from enclave.store import Migration, TenantStore
 from enclave.turns import ChatMessage, Usage
 
 MAX_TITLE = 120
+NEW_TITLE = "New chat"
 
 
 def _m001_conversations(con: duckdb.DuckDBPyConnection) -> None:
@@ -64,14 +65,23 @@ class Conversations:
     def __init__(self, store: TenantStore) -> None:
         self.store = store
 
-    def create(self, user_id: str, assistant: str, title: str = "New chat") -> Conversation:
+    @staticmethod
+    def draft(assistant: str, title: str = NEW_TITLE) -> Conversation:
+        """A conversation not stored yet (its first turn stores it)."""
         now = _now()
-        conv = Conversation(uuid.uuid4().hex, _clean_title(title), assistant, now, now)
-        self.store.write("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, false)",
-                         [conv.id, user_id, conv.title, assistant, now, now])
+        return Conversation(uuid.uuid4().hex, _clean_title(title), assistant, now, now)
+
+    def create(self, user_id: str, assistant: str, title: str = NEW_TITLE) -> Conversation:
+        conv = self.draft(assistant, title)
+        self._insert(user_id, conv)
         return conv
 
-    def list(self, user_id: str) -> list[Conversation]:
+    def _insert(self, user_id: str, conv: Conversation) -> None:
+        self.store.write("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, false)",
+                         [conv.id, user_id, conv.title, conv.assistant, conv.created_at,
+                          conv.updated_at])
+
+    def of_user(self, user_id: str) -> list[Conversation]:
         rows = self.store.query(
             "SELECT id, title, assistant, created_at, updated_at FROM conversations "
             "WHERE user_id = ? AND NOT deleted ORDER BY updated_at DESC", [user_id])
@@ -116,8 +126,11 @@ class Conversations:
                 for m in msgs]
 
     def append_turn(self, user_id: str, conv: Conversation, prompt: str, answer: str,
-                    model: str, usage: Usage) -> str:
-        """Queue the user message and the answer of one turn; returns the answer's id."""
+                    model: str, usage: Usage, *, new: bool = False) -> str:
+        """Queue the user message and the answer of one turn (and the conversation itself
+        when ``new``); returns the answer's id."""
+        if new:
+            self._insert(user_id, conv)
         now = _now()
         seq = now.timestamp() * 1_000_000
         answer_id = uuid.uuid4().hex
@@ -127,7 +140,8 @@ class Conversations:
         self.store.write(sql, [answer_id, conv.id, int(seq) + 1, "assistant", answer, now,
                                model, usage.prompt_tokens, usage.completion_tokens,
                                usage.estimated])
-        title_sql = ("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = "
-                     "'New chat' THEN ? ELSE title END WHERE id = ? AND user_id = ?")
-        self.store.write(title_sql, [now, _clean_title(prompt)[:60], conv.id, user_id])
+        title_sql = ("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = ? "
+                     "THEN ? ELSE title END WHERE id = ? AND user_id = ?")
+        self.store.write(title_sql, [now, NEW_TITLE, _clean_title(prompt)[:60], conv.id,
+                                     user_id])
         return answer_id

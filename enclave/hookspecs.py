@@ -2,15 +2,17 @@
 
 Implement hooks with ``from enclave import hookimpl``. All hooks take keyword arguments;
 an implementation may accept any subset of them. A plugin only runs for tenants that
-enable it in ``tenant.toml`` (``[plugins.<name>]``); built-in ``default_*`` plugins run
-for every tenant. See docs/plugins.md for examples.
+enable it in ``tenant.toml`` (``[plugins.<name>]``); only the built-in modules
+``enclave.plugins.default_*`` run for every tenant. Observer hooks (after-turn, alert,
+lifecycle) call each plugin on its own: one that raises is logged and skipped.
+See docs/plugins.md for examples.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
     from enclave.identity import Principal
     from enclave.tenants import Assistant, Tenant
-    from enclave.turns import Event, TurnRecord, TurnRequest
+    from enclave.turns import Token, TurnRecord, TurnRequest, Usage
 
 hookspec = pluggy.HookspecMarker("enclave")
 hookimpl = pluggy.HookimplMarker("enclave")
@@ -44,7 +46,8 @@ ModelFactory = Callable[[ModelEndpoint], "BaseChatModel"]
 
 @dataclass(frozen=True)
 class QuotaDenial:
-    """Returned by ``enclave_quota_check`` to refuse a turn."""
+    """Returned by ``enclave_quota_check`` to refuse a turn: ``limit`` names the limit
+    (e.g. ``"requests_per_minute"``), ``message`` is shown to the user."""
 
     limit: str
     message: str
@@ -54,7 +57,7 @@ class QuotaDenial:
 @dataclass(frozen=True)
 class Alert:
     kind: str
-    severity: str  # "info" | "warning" | "critical"
+    severity: Literal["info", "warning", "critical"]
     message: str
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -63,7 +66,8 @@ class Alert:
 def enclave_register_model_providers(register: Callable[[str, ModelFactory], None]) -> None:
     """Register model providers by name: ``register("name", factory)``.
 
-    Called once per tenant when its first turn runs. ``factory(endpoint)`` returns a
+    Called when a tenant first needs a model (cached per set of enabled plugins); each
+    implementation is called on its own, with ``register`` only. ``factory(endpoint)`` returns a
     LangChain chat model that supports ``.stream``. A tenant picks its provider with
     ``[model] provider = "name"``. A name registered by two plugins is an error, except
     that a plugin may replace a built-in (built-ins register last).
@@ -93,13 +97,15 @@ def enclave_transform_messages(tenant: Tenant, principal: Principal,
 
 @hookspec(firstresult=True)
 def enclave_chat_turn(tenant: Tenant, principal: Principal,
-                      request: TurnRequest) -> Iterator[Event] | None:
-    """Run the model for a turn and return an iterator of ``Token`` and ``Usage`` events.
+                      request: TurnRequest) -> Iterator[Token | Usage] | None:
+    """Run the model for a turn and return an iterator of ``Token`` and ``Usage`` events
+    (the core adds ``Final`` itself).
 
     firstresult: the first non-None result is the turn (the built-in calls the tenant's
     model provider). Use ``@hookimpl(wrapper=True)`` to wrap it: ``events = yield`` gives
     the iterator, and the wrapper returns an iterator of its own (for timing, logging
-    or filtering tokens). Raise ``ModelUnavailable`` for a clear user-facing error.
+    or filtering tokens). Errors surface while the iterator is consumed, not at ``yield``;
+    raise ``ModelUnavailable`` for a clear user-facing error.
     """
 
 
@@ -107,8 +113,9 @@ def enclave_chat_turn(tenant: Tenant, principal: Principal,
 def enclave_after_turn(tenant: Tenant, principal: Principal, record: TurnRecord) -> None:
     """Observe a finished turn (ok, refused or failed), for logging and analytics.
 
-    Called once per turn after the last event, off the user's critical path as far as
-    possible; keep it fast and never raise (errors are logged and swallowed).
+    Called once per turn: after the answer is complete and stored, just before the
+    ``Final`` event, or when the turn is refused or fails. Keep it fast (queue slow
+    work); an exception is logged and does not affect the turn or other plugins.
     """
 
 
@@ -133,7 +140,8 @@ def enclave_alert(tenant: Tenant, alert: Alert) -> None:
 @hookspec
 def enclave_tenant_lifecycle(tenant: Tenant, event: str, previous_status: str | None) -> None:
     """Observe a lifecycle event of a tenant: ``provisioned``, ``suspended``,
-    ``resumed``, ``expired``, ``archived``, ``restored``, ``loaded``.
+    ``resumed``, ``expired``, ``archived``, ``restored``, or ``loaded`` (the workspace
+    loaded the tenant at start-up; ``previous_status`` is then its current status).
 
     Called after the change took effect; ``previous_status`` is None for a new tenant.
     """

@@ -23,11 +23,11 @@ from enclave.errors import (
     TenantInvalid,
     TenantUnavailable,
 )
-from enclave.hookspecs import ModelEndpoint
+from enclave.hookspecs import Alert, ModelEndpoint
 from enclave.identity import Principal
 from enclave.keys import KeyRing, load_master_key
 from enclave.model import estimate_tokens, resolve_endpoint
-from enclave.plugins.host import PluginHost, call_safely
+from enclave.plugins.host import PluginHost, notify
 from enclave.rbac import Permission, authorize
 from enclave.store import TenantStore
 from enclave.tenants import Assistant, Tenant, TenantRegistry
@@ -63,6 +63,13 @@ class Workspace:
         self._models: dict[tuple[str, ModelEndpoint], BaseChatModel] = {}
         self._lock = threading.Lock()
         atexit.register(self.close)
+        for tenant in self.tenants:
+            notify(self.plugins.hooks(tenant).enclave_tenant_lifecycle, tenant=tenant,
+                   event="loaded", previous_status=tenant.status)
+
+    def alert(self, tenant: Tenant, alert: Alert) -> None:
+        """Deliver an alert to every alert plugin the tenant runs."""
+        notify(self.plugins.hooks(tenant).enclave_alert, tenant=tenant, alert=alert)
 
     # -- tenants, stores, models -------------------------------------------------------
     def tenant_for(self, principal: Principal) -> Tenant:
@@ -109,7 +116,7 @@ class Workspace:
         return tenant, self._conversations(tenant)
 
     def list_conversations(self, principal: Principal) -> list[Conversation]:
-        return self._own(principal)[1].list(principal.user_id)
+        return self._own(principal)[1].of_user(principal.user_id)
 
     def new_conversation(self, principal: Principal, assistant: str | None = None
                          ) -> Conversation:
@@ -148,7 +155,7 @@ class Workspace:
             conv = convs.get(principal.user_id, conversation_id)
             history = convs.history(principal.user_id, conv.id, tenant.model.history_messages)
         else:
-            conv = convs.create(principal.user_id, tenant.assistant(assistant).slug)
+            conv = convs.draft(tenant.assistant(assistant).slug)
             history = []
         asst = tenant.assistant(assistant or conv.assistant)
         endpoint = resolve_endpoint(self.settings, tenant, asst)
@@ -170,11 +177,11 @@ class Workspace:
         events = hooks.enclave_chat_turn(tenant=tenant, principal=principal, request=request)
         if events is None:
             raise ModelUnavailable("No plugin ran this turn.")
-        return self._stream(tenant, principal, hooks, request, convs, conv, stored_prompt,
-                            events, started)
+        return self._stream(tenant, principal, hooks, request, convs, conv,
+                            conversation_id is None, stored_prompt, events, started)
 
     def _stream(self, tenant: Tenant, principal: Principal, hooks: Any, request: TurnRequest,
-                convs: Conversations, conv: Conversation, prompt: str,
+                convs: Conversations, conv: Conversation, new: bool, prompt: str,
                 events: Iterator[Event], started: float) -> Iterator[Event]:
         parts: list[str] = []
         usage: Usage | None = None
@@ -198,7 +205,7 @@ class Workspace:
             usage = Usage(estimate_tokens(request.messages), len(parts), True)
             yield usage
         message_id = convs.append_turn(principal.user_id, conv, prompt, answer,
-                                       request.endpoint.model, usage)
+                                       request.endpoint.model, usage, new=new)
         latency = self._after(hooks, tenant, principal, request, "ok", prompt, answer, usage,
                               started, None)
         yield Final(conv.id, message_id, answer, usage, request.endpoint.model, latency)
@@ -210,6 +217,5 @@ class Workspace:
         record = TurnRecord(tenant.slug, principal.user_hash, principal.channel,
                             request.conversation_id, request.assistant, request.endpoint.model,
                             outcome, prompt, response, usage, latency, error)
-        call_safely(hooks.enclave_after_turn, tenant=tenant, principal=principal,
-                    record=record)
+        notify(hooks.enclave_after_turn, tenant=tenant, principal=principal, record=record)
         return latency

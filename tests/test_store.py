@@ -188,7 +188,7 @@ def test_close_flushes_pending_writes(open_store: Callable[..., TenantStore]) ->
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG enclave/store.py:75-77,121-124: write() after close() is queued for a writer "
+    "BUG enclave/store.py:74-76,123-125,136-141: write() after close() is queued for a writer "
     "that has stopped, and the next flush()/query() blocks forever in queue.join()"))
 def test_write_after_close_fails_fast(store: TenantStore) -> None:
     store.close()
@@ -196,7 +196,7 @@ def test_write_after_close_fails_fast(store: TenantStore) -> None:
     def write_and_flush() -> None:
         store.write(INSERT, [1, "too late"])
         store.flush()
-    assert isinstance(run_with_timeout(write_and_flush, 3), StoreError)
+    assert isinstance(run_with_timeout(write_and_flush, 2), StoreError)
 
 
 # -- encryption at rest ----------------------------------------------------------------

@@ -1,16 +1,17 @@
 """The plugin host: one pluggy manager per process, gated per tenant on every call.
 
-Built-ins and installed packages come from the ``enclave`` entry point group; drop-in
-files from the plugins directory are loaded by path (name = file stem). A non-built-in
-plugin runs for a tenant only if that tenant has a ``[plugins.<name>]`` table.
+Built-ins are the ``enclave.plugins.default_*`` modules of the ``enclave`` entry point
+group, and run for every tenant. Installed packages (same entry point group) and drop-in
+files of the plugins directory (name = file stem) run for a tenant only if that tenant
+has a ``[plugins.<name>]`` table that does not say ``enabled = false``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from enclave.hookspecs import ModelFactory
 from enclave.tenants import Tenant
 
 log = logging.getLogger(__name__)
-BUILTIN_PREFIX = "default_"
+BUILTIN_MODULE_PREFIX = "enclave.plugins.default_"
 
 
 class PluginError(TenantInvalid):
@@ -48,60 +49,70 @@ class PluginHost:
                  extra: dict[str, object] | None = None) -> None:
         self.pm = pluggy.PluginManager("enclave")
         self.pm.add_hookspecs(hookspecs)
+        self.builtins: frozenset[str] = frozenset()
         if entry_points:
-            self.pm.load_setuptools_entrypoints("enclave")
+            builtins = set()
+            for ep in importlib.metadata.entry_points(group="enclave"):
+                self._register(ep.load(), ep.name, f"entry point {ep.value}")
+                if ep.value.startswith(BUILTIN_MODULE_PREFIX):
+                    builtins.add(ep.name)
+            self.builtins = frozenset(builtins)
         for name, plugin in (extra or {}).items():
-            self.pm.register(plugin, name=name)
+            self._register(plugin, name, "extra plugin")
         if plugins_dir is not None and plugins_dir.is_dir():
             for path in sorted(plugins_dir.glob("*.py")):
-                if path.stem.startswith("_"):
-                    continue
-                if self.pm.has_plugin(path.stem):
-                    raise PluginError(f"{path}: a plugin named '{path.stem}' already exists")
-                self.pm.register(_load_dropin(path), name=path.stem)
-        self.pm.check_pending()
+                if not path.stem.startswith("_"):
+                    self._register(_load_dropin(path), path.stem, str(path))
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            raise PluginError(f"plugin '{e.plugin}' implements an unknown hook: {e}") from e
+        self.names = frozenset(name for name, _ in self.pm.list_name_plugin())
         self._providers: dict[frozenset[str], dict[str, ModelFactory]] = {}
 
-    @property
-    def names(self) -> set[str]:
-        return {name for name, _ in self.pm.list_name_plugin()}
+    def _register(self, plugin: object, name: str, origin: str) -> None:
+        if self.pm.has_plugin(name):
+            raise PluginError(f"{origin}: a plugin named '{name}' is already loaded")
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as e:
+            raise PluginError(f"{origin}: {e}") from e
 
     def check(self, tenant: Tenant) -> None:
         """Refuse a tenant that enables a plugin this deployment does not have."""
         for name in tenant.plugin_config:
-            if name not in self.names:
+            if name not in self.names or name in self.builtins:
                 raise PluginError(f"{tenant.path / 'tenant.toml'}: field 'plugins.{name}': "
-                                  f"no plugin named '{name}' is installed")
+                                  f"no optional plugin named '{name}' is installed")
+
+    def disabled(self, tenant: Tenant) -> frozenset[str]:
+        """Plugins that must not run for ``tenant``."""
+        return frozenset(n for n in self.names
+                         if n not in self.builtins and not tenant.plugin_enabled(n))
 
     def hooks(self, tenant: Tenant) -> Any:
         """The hook relay for ``tenant``: only built-ins and plugins it enabled."""
-        return _TenantHooks(self, self._disabled(tenant))
-
-    def _disabled(self, tenant: Tenant) -> frozenset[str]:
-        return frozenset(name for name in self.names
-                         if not name.startswith(BUILTIN_PREFIX)
-                         and not tenant.plugin_enabled(name))
+        return _TenantHooks(self, self.disabled(tenant))
 
     def model_providers(self, tenant: Tenant) -> dict[str, ModelFactory]:
         """Providers registered by the plugins ``tenant`` runs; name clashes are errors."""
-        disabled = self._disabled(tenant)
-        found = self._providers.get(disabled)
-        if found is None:
-            found = {}
+        disabled = self.disabled(tenant)
+        if disabled not in self._providers:
+            found: dict[str, ModelFactory] = {}
             owner: dict[str, str] = {}
             caller = _subset(self, "enclave_register_model_providers", disabled)
             for impl in reversed(caller.get_hookimpls()):  # call order: plugins first
                 def register(name: str, factory: ModelFactory, _by: str = impl.plugin_name,
                              ) -> None:
                     if name in found:
-                        if _by.startswith(BUILTIN_PREFIX):
+                        if _by in self.builtins:
                             return  # a plugin already replaced this built-in
                         raise PluginError(f"model provider '{name}' is registered by both "
                                           f"'{owner[name]}' and '{_by}'")
                     found[name], owner[name] = factory, _by
                 impl.function(register=register)
             self._providers[disabled] = found
-        return found
+        return self._providers[disabled]
 
 
 class _TenantHooks:
@@ -115,16 +126,18 @@ class _TenantHooks:
 
 
 @lru_cache(maxsize=1024)
-def _subset(host: PluginHost, hook: str, disabled: frozenset[str]) -> Callable[..., Any]:
+def _subset(host: PluginHost, hook: str, disabled: frozenset[str]) -> Any:
     pm = host.pm
     remove = [p for n in disabled if (p := pm.get_plugin(n)) is not None]
     return pm.subset_hook_caller(hook, remove_plugins=remove) if remove \
         else getattr(pm.hook, hook)
 
 
-def call_safely(caller: Callable[..., Any], **kwargs: Any) -> None:
-    """Call an observer hook; a failing plugin is logged, never breaks the turn."""
-    try:
-        caller(**kwargs)
-    except Exception:
-        log.exception("plugin hook %s failed", getattr(caller, "name", caller))
+def notify(caller: Any, **kwargs: Any) -> None:
+    """Call every implementation of an observer hook on its own: a failing plugin is
+    logged and never stops the others, nor the turn."""
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception:
+            log.exception("plugin %s failed in %s", impl.plugin_name, caller.name)

@@ -12,10 +12,15 @@ from enclave.identity import Principal, is_expired, principal_from_claims
 from enclave.workspace import Workspace
 
 
-@st.cache_resource(show_spinner=False)
 def workspace() -> Workspace:
-    """One workspace per server process; it scopes every call by the principal's tenant."""
-    return Workspace(Settings.from_env())
+    """The process's workspace for the current settings; it scopes every call by the
+    principal's tenant."""
+    return _workspace(Settings.from_env())
+
+
+@st.cache_resource(show_spinner=False)
+def _workspace(settings: Settings) -> Workspace:
+    return Workspace(settings)
 
 
 def principal(ws: Workspace) -> Principal:
