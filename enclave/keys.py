@@ -86,11 +86,11 @@ class KeyRing:
             return key
         try:
             doc = json.loads(path.read_text())
-            nonce = base64.b64decode(doc["nonce"])
-            wrapped = base64.b64decode(doc["wrapped"])
+            nonce = base64.b64decode(doc["nonce"], validate=True)
+            wrapped = base64.b64decode(doc["wrapped"], validate=True)
             return self._master.decrypt(nonce, wrapped, f"enclave:{slug}".encode())
         except InvalidTag:
             raise KeyUnavailable(f"the data key of tenant {slug!r} does not unwrap with this "
                                  "master key (wrong ENCLAVE_MASTER_KEY?)") from None
-        except (ValueError, KeyError, binascii.Error):
+        except (ValueError, KeyError, TypeError, binascii.Error):
             raise KeyUnavailable(f"{path} is corrupt") from None

@@ -50,6 +50,7 @@ class TenantStore:
         self._migrate(migrations)
         self._queue: queue.Queue[Statement | None] = queue.Queue()
         self._error: BaseException | None = None
+        self._closed = False
         self._writer = threading.Thread(target=self._write_loop, daemon=True,
                                         name=f"store-writer-{path.parent.name}")
         self._writer.start()
@@ -71,8 +72,13 @@ class TenantStore:
                     self._con.execute("ROLLBACK")
                     raise
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store {self.path.name} is closed")
+
     def write(self, sql: str, params: Sequence[Any]) -> None:
         """Queue one statement; it commits with the next batch."""
+        self._check_open()
         self._queue.put((sql, params))
 
     def _write_loop(self) -> None:
@@ -122,6 +128,7 @@ class TenantStore:
 
     def flush(self) -> None:
         """Wait until every queued write is committed; raise if a batch failed."""
+        self._check_open()
         self._queue.join()
         if self._error is not None:
             err, self._error = self._error, None
@@ -134,8 +141,13 @@ class TenantStore:
             return self._con.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join()
+        """Commit what is queued, then close; raises if a last batch failed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
         with self._lock:
             self._con.close()
+        if self._error is not None:
+            raise StoreError(f"a write to the store failed: {self._error}") from self._error

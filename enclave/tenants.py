@@ -238,13 +238,16 @@ class TenantRegistry:
         for p in sorted(tenants_dir.iterdir()):
             if p.is_dir() and not p.name.startswith((".", "_")):
                 found[p.name] = load_tenant(p)
-        providers: dict[str, str] = {}
+        by_provider: dict[str, list[Tenant]] = {}
         for t in found.values():
-            other = providers.setdefault(t.identity.provider, t.slug)
-            if other != t.slug and not t.identity.tenant_claim:
-                raise _fail(t.path / "tenant.toml", f"field 'identity.provider': provider "
-                            f"'{t.identity.provider}' is shared with tenant '{other}'; a shared "
-                            "provider needs tenant_claim rules")
+            by_provider.setdefault(t.identity.provider, []).append(t)
+        for provider, group in by_provider.items():
+            for t in group:
+                if len(group) > 1 and not t.identity.tenant_claim:
+                    others = ", ".join(o.slug for o in group if o is not t)
+                    raise _fail(t.path / "tenant.toml", f"field 'identity.provider': provider "
+                                f"'{provider}' is shared with {others}; every tenant of a "
+                                "shared provider needs tenant_claim rules")
         return cls(found)
 
     def get(self, slug: str) -> Tenant:

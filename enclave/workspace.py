@@ -7,6 +7,7 @@ principal -> authorize -> build messages (tenant prompt, assistant, plugins) -> 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from enclave.config import Settings
 from enclave.conversations import MIGRATIONS, Conversation, Conversations, StoredMessage
 from enclave.errors import (
     BadInput,
+    EnclaveError,
     ModelUnavailable,
     QuotaExceeded,
     TenantInvalid,
@@ -33,6 +35,7 @@ from enclave.store import TenantStore
 from enclave.tenants import Assistant, Tenant, TenantRegistry
 from enclave.turns import ChatMessage, Event, Final, Token, TurnRecord, TurnRequest, Usage
 
+log = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 32_000
 
 
@@ -104,9 +107,13 @@ class Workspace:
         return model
 
     def close(self) -> None:
+        """Flush and close every open tenant store (also run at exit)."""
         with self._lock:
-            for store in self._stores.values():
-                store.close()
+            for slug, store in self._stores.items():
+                try:
+                    store.close()
+                except EnclaveError:
+                    log.exception("closing the store of %s failed", slug)
             self._stores.clear()
 
     # -- conversations (own history only) ----------------------------------------------

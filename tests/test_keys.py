@@ -159,9 +159,6 @@ def test_tampered_wrapped_key(tmp_path: Path, master: bytes) -> None:
         ring.data_key("acme")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG enclave/keys.py:88-96: valid JSON of the wrong shape raises TypeError (not "
-    "caught), so a corrupt datakey.json escapes as a non-EnclaveError"))
 @pytest.mark.parametrize("content", ["null", "[]", '{"nonce": 1, "wrapped": 2}'])
 def test_wrongly_shaped_data_key_file(tmp_path: Path, master: bytes, content: str) -> None:
     file = datakey_file(tmp_path, "acme")

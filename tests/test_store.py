@@ -187,9 +187,6 @@ def test_close_flushes_pending_writes(open_store: Callable[..., TenantStore]) ->
     assert len(bodies(open_store())) == 500
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG enclave/store.py:74-76,123-125,136-141: write() after close() is queued for a writer "
-    "that has stopped, and the next flush()/query() blocks forever in queue.join()"))
 def test_write_after_close_fails_fast(store: TenantStore) -> None:
     store.close()
 

@@ -281,9 +281,6 @@ def test_shared_provider_with_tenant_claims_loads(tenants_copy: Path) -> None:
     assert {t.identity.provider for t in registry} == {"acme"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG enclave/tenants.py:241-247: the shared-provider check only inspects the tenant "
-    "that comes second in folder order, so a claim-less tenant sorting first is accepted"))
 def test_shared_provider_check_does_not_depend_on_folder_order(tenants_copy: Path) -> None:
     # acme (first in order) drops its claim; globex (second) shares the provider with one
     edit(tenants_copy / "acme" / "tenant.toml",
