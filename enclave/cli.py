@@ -11,7 +11,7 @@ from pathlib import Path
 from enclave.config import Settings
 from enclave.errors import EnclaveError
 from enclave.tenants import Tenant, TenantRegistry
-from enclave.turns import Final, Token, Usage
+from enclave.turns import Final, Token
 
 
 def _tenants(args: argparse.Namespace, settings: Settings) -> TenantRegistry:
@@ -57,19 +57,20 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from enclave.workspace import Workspace
 
     ws = Workspace(settings)
-    principal = principal_from_email(ws.tenants, args.slug, args.as_email, "cli")
-    for event in ws.chat(principal, args.text, args.conversation, args.assistant):
-        if isinstance(event, Token):
-            print(event.text, end="", flush=True)
-        elif isinstance(event, Usage):
-            usage = event
-        elif isinstance(event, Final):
-            print()
-            est = " (estimated)" if usage.estimated else ""
-            print(f"[conversation {event.conversation_id} · {event.model} · "
-                  f"{usage.prompt_tokens}+{usage.completion_tokens} tokens{est} · "
-                  f"{event.latency_ms:.0f} ms]", file=sys.stderr)
-    ws.close()
+    try:
+        principal = principal_from_email(ws.tenants, args.slug, args.as_email, "cli")
+        for event in ws.chat(principal, args.text, args.conversation, args.assistant):
+            if isinstance(event, Token):
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Final):
+                usage = event.usage
+                est = " (estimated)" if usage.estimated else ""
+                print()
+                print(f"[conversation {event.conversation_id} · {event.model} · "
+                      f"{usage.prompt_tokens}+{usage.completion_tokens} tokens{est} · "
+                      f"{event.latency_ms:.0f} ms]", file=sys.stderr)
+    finally:
+        ws.close()
     return 0
 
 

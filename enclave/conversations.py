@@ -3,18 +3,19 @@ one user of one tenant: the store is the tenant's, the user id is in every query
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import duckdb
 
 from enclave.errors import BadInput, NotFound
-from enclave.store import Migration, TenantStore
+from enclave.store import Migration, Statement, TenantStore
 from enclave.turns import ChatMessage, Usage
 
 MAX_TITLE = 120
 NEW_TITLE = "New chat"
+TITLE_FROM_PROMPT = 60
 
 
 def _m001_conversations(con: duckdb.DuckDBPyConnection) -> None:
@@ -69,22 +70,28 @@ class Conversations:
     def draft(assistant: str, title: str = NEW_TITLE) -> Conversation:
         """A conversation not stored yet (its first turn stores it)."""
         now = _now()
-        return Conversation(uuid.uuid4().hex, _clean_title(title), assistant, now, now)
+        return Conversation(secrets.token_hex(16), _clean_title(title), assistant, now, now)
 
     def create(self, user_id: str, assistant: str, title: str = NEW_TITLE) -> Conversation:
         conv = self.draft(assistant, title)
-        self._insert(user_id, conv)
+        self.store.write(self._insert(user_id, conv))
         return conv
 
-    def _insert(self, user_id: str, conv: Conversation) -> None:
-        self.store.write("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, false)",
-                         [conv.id, user_id, conv.title, conv.assistant, conv.created_at,
-                          conv.updated_at])
+    @staticmethod
+    def _insert(user_id: str, conv: Conversation) -> Statement:
+        return ("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, false)",
+                [conv.id, user_id, conv.title, conv.assistant, conv.created_at,
+                 conv.updated_at])
 
     def of_user(self, user_id: str) -> list[Conversation]:
+        """The user's conversations, most recently active first."""
         rows = self.store.query(
-            "SELECT id, title, assistant, created_at, updated_at FROM conversations "
-            "WHERE user_id = ? AND NOT deleted ORDER BY updated_at DESC", [user_id])
+            "SELECT c.id, c.title, c.assistant, c.created_at, "
+            "greatest(c.updated_at, max(m.created_at)) AS active FROM conversations c "
+            "LEFT JOIN messages m ON m.conversation_id = c.id WHERE c.user_id = ? AND "
+            "NOT c.deleted GROUP BY c.id, c.title, c.assistant, c.created_at, c.updated_at "
+            "ORDER BY active DESC",
+            [user_id])
         return [Conversation(*r) for r in rows]
 
     def get(self, user_id: str, conversation_id: str) -> Conversation:
@@ -97,16 +104,17 @@ class Conversations:
 
     def rename(self, user_id: str, conversation_id: str, title: str) -> None:
         self.get(user_id, conversation_id)
-        self.store.write("UPDATE conversations SET title = ?, updated_at = ? "
-                         "WHERE id = ? AND user_id = ?",
-                         [_clean_title(title), _now(), conversation_id, user_id])
+        self.store.write(("UPDATE conversations SET title = ?, updated_at = ? "
+                          "WHERE id = ? AND user_id = ?",
+                          [_clean_title(title), _now(), conversation_id, user_id]))
 
     def delete(self, user_id: str, conversation_id: str) -> None:
         """Delete a conversation: its messages are erased, not only hidden."""
         self.get(user_id, conversation_id)
-        self.store.write("DELETE FROM messages WHERE conversation_id = ?", [conversation_id])
-        self.store.write("UPDATE conversations SET deleted = true, title = '', updated_at = ? "
-                         "WHERE id = ? AND user_id = ?", [_now(), conversation_id, user_id])
+        self.store.write(
+            ("DELETE FROM messages WHERE conversation_id = ?", [conversation_id]),
+            ("UPDATE conversations SET deleted = true, title = '', updated_at = ? "
+             "WHERE id = ? AND user_id = ?", [_now(), conversation_id, user_id]))
 
     def messages(self, user_id: str, conversation_id: str) -> list[StoredMessage]:
         self.get(user_id, conversation_id)
@@ -118,30 +126,37 @@ class Conversations:
                               Usage(r[4], r[5], bool(r[6])) if r[4] is not None else None)
                 for r in rows]
 
-    def history(self, user_id: str, conversation_id: str, limit: int) -> list[ChatMessage]:
+    def with_history(self, user_id: str, conversation_id: str, limit: int
+                     ) -> tuple[Conversation, list[ChatMessage]]:
+        """The conversation and its last ``limit`` messages, in one read."""
+        conv = self.get(user_id, conversation_id)
         if limit <= 0:
-            return []
-        msgs = self.messages(user_id, conversation_id)[-limit:]
-        return [ChatMessage("user" if m.role == "user" else "assistant", m.content)
-                for m in msgs]
+            return conv, []
+        rows = self.store.query(
+            "SELECT role, content FROM (SELECT role, content, seq FROM messages "
+            "WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            [conversation_id, limit])
+        return conv, [ChatMessage("user" if r[0] == "user" else "assistant", r[1])
+                      for r in rows]
 
     def append_turn(self, user_id: str, conv: Conversation, prompt: str, answer: str,
                     model: str, usage: Usage, *, new: bool = False) -> str:
-        """Queue the user message and the answer of one turn (and the conversation itself
-        when ``new``); returns the answer's id."""
-        if new:
-            self._insert(user_id, conv)
+        """Queue one turn as one unit: the conversation itself when ``new``, the user
+        message and the answer (and a title for an untitled conversation). Returns the
+        answer's id."""
         now = _now()
-        seq = now.timestamp() * 1_000_000
-        answer_id = uuid.uuid4().hex
-        sql = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        self.store.write(sql, [uuid.uuid4().hex, conv.id, int(seq), "user", prompt, now,
-                               None, None, None, None])
-        self.store.write(sql, [answer_id, conv.id, int(seq) + 1, "assistant", answer, now,
-                               model, usage.prompt_tokens, usage.completion_tokens,
-                               usage.estimated])
-        title_sql = ("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = ? "
-                     "THEN ? ELSE title END WHERE id = ? AND user_id = ?")
-        self.store.write(title_sql, [now, NEW_TITLE, _clean_title(prompt)[:60], conv.id,
-                                     user_id])
+        seq = int(now.timestamp() * 1_000_000)
+        answer_id = secrets.token_hex(16)
+        untitled = conv.title == NEW_TITLE
+        title = _clean_title(prompt)[:TITLE_FROM_PROMPT] if untitled else conv.title
+        statements = [self._insert(user_id, replace(conv, title=title))] if new else []
+        statements.append(("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
+                           "NULL), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [secrets.token_hex(16), conv.id, seq, "user", prompt, now,
+                            answer_id, conv.id, seq + 1, "assistant", answer, now, model,
+                            usage.prompt_tokens, usage.completion_tokens, usage.estimated]))
+        if untitled and not new:
+            statements.append(("UPDATE conversations SET title = ? WHERE id = ? AND "
+                               "user_id = ?", [title, conv.id, user_id]))
+        self.store.write(*statements)
         return answer_id

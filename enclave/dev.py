@@ -7,6 +7,7 @@ demo-users.toml``, the local model server, and the Streamlit app. Ctrl-C stops a
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -99,7 +100,15 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the children are stopped too."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run(settings: Settings, idp_port: int = IDP_PORT, app_port: int = APP_PORT) -> int:
+    _stop_on_sigterm()
     tenants = TenantRegistry.load(settings.tenants_dir)
     users = demo_users(tenants)
     procs: list[subprocess.Popen[bytes]] = []

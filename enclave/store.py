@@ -1,9 +1,9 @@
 """The tenant store: one encrypted DuckDB file per tenant, with named migrations and a
 batched background writer that keeps inserts off the chat's hot path.
 
-Writes are queued (microseconds) and committed in batches; every read first waits for the
-queue to drain, so a reader always sees its own writes. ``close()`` flushes; a crash
-loses at most the batch in flight.
+Writes are queued (microseconds) as units that commit together, in batches of units;
+every read first waits for the queue to drain, so a reader always sees its own writes.
+``close()`` flushes; a crash loses at most the batch in flight.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ class TenantStore:
     def __init__(self, path: Path, data_key: bytes, migrations: Sequence[Migration]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # one thread: a tenant store is small, and parallel commits cost twice the CPU
         self._con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                           "autoload_known_extensions": False})
+                                           "autoload_known_extensions": False,
+                                           "threads": 1})
         self._con.execute(f"LOAD '{HTTPFS}'")
         self._con.execute("SET temp_file_encryption = true")
         try:
@@ -48,7 +50,7 @@ class TenantStore:
         self._con.execute("USE store")
         self._lock = threading.RLock()
         self._migrate(migrations)
-        self._queue: queue.Queue[Statement | None] = queue.Queue()
+        self._queue: queue.Queue[list[Statement] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, daemon=True,
@@ -76,10 +78,11 @@ class TenantStore:
         if self._closed:
             raise StoreError(f"the store {self.path.name} is closed")
 
-    def write(self, sql: str, params: Sequence[Any]) -> None:
-        """Queue one statement; it commits with the next batch."""
+    def write(self, *statements: Statement) -> None:
+        """Queue ``(sql, params)`` statements as one unit; they commit together, in order,
+        with the next batch."""
         self._check_open()
-        self._queue.put((sql, params))
+        self._queue.put(list(statements))
 
     def _write_loop(self) -> None:
         while True:
@@ -87,7 +90,7 @@ class TenantStore:
             if first is None:
                 self._queue.task_done()
                 return
-            batch = [first]
+            units = [first]
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -97,14 +100,15 @@ class TenantStore:
                     self._queue.put(None)  # stop after this batch
                     self._queue.task_done()
                     break
-                batch.append(item)
+                units.append(item)
+            batch = [statement for unit in units for statement in unit]
             try:
                 self._commit(batch)
             except Exception as e:  # surfaced on the next read or flush
                 log.exception("store %s: batch of %d writes failed", self.path, len(batch))
                 self._error = e
             finally:
-                for _ in batch:
+                for _ in units:
                     self._queue.task_done()
 
     def _commit(self, batch: list[Statement]) -> None:

@@ -159,11 +159,10 @@ class Workspace:
         prompt = clean_prompt(text)
         convs = self._conversations(tenant)
         if conversation_id:
-            conv = convs.get(principal.user_id, conversation_id)
-            history = convs.history(principal.user_id, conv.id, tenant.model.history_messages)
+            conv, history = convs.with_history(principal.user_id, conversation_id,
+                                               tenant.model.history_messages)
         else:
-            conv = convs.draft(tenant.assistant(assistant).slug)
-            history = []
+            conv, history = convs.draft(tenant.assistant(assistant).slug), []
         asst = tenant.assistant(assistant or conv.assistant)
         endpoint = resolve_endpoint(self.settings, tenant, asst)
         request = TurnRequest(

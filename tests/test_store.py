@@ -131,11 +131,11 @@ def test_failed_migration_is_rolled_back(open_store: Callable[..., TenantStore])
 
 
 def test_read_your_writes(store: TenantStore) -> None:
-    store.write(INSERT, [1, "first"])
+    store.write((INSERT, [1, "first"]))
     assert bodies(store) == ["first"]
-    store.write(INSERT, [2, "second"])
-    store.write("UPDATE notes SET tag = ? WHERE id = ?", ["t", 1])
-    store.write(INSERT, [3, "third"])
+    store.write((INSERT, [2, "second"]))
+    store.write(("UPDATE notes SET tag = ? WHERE id = ?", ["t", 1]))
+    store.write((INSERT, [3, "third"]))
     assert bodies(store) == ["first", "second", "third"]
     assert store.query("SELECT tag FROM notes WHERE id = 1") == [("t",)]
 
@@ -145,7 +145,7 @@ def test_writes_from_many_threads_all_land(store: TenantStore) -> None:
 
     def writer(t: int) -> None:
         for i in range(per_thread):
-            store.write(INSERT, [t * per_thread + i, f"t{t}-{i}"])
+            store.write((INSERT, [t * per_thread + i, f"t{t}-{i}"]))
             if i % 50 == 0:
                 store.query("SELECT count(*) FROM notes")  # readers interleave
 
@@ -160,29 +160,29 @@ def test_writes_from_many_threads_all_land(store: TenantStore) -> None:
 
 
 def test_failed_write_surfaces_on_flush(store: TenantStore) -> None:
-    store.write("INSERT INTO missing_table VALUES (?)", [1])
+    store.write(("INSERT INTO missing_table VALUES (?)", [1]))
     with pytest.raises(StoreError, match="missing_table"):
         store.flush()
     store.flush()  # reported once
-    store.write(INSERT, [1, "after"])
+    store.write((INSERT, [1, "after"]))
     assert bodies(store) == ["after"]
 
 
 def test_failed_write_surfaces_on_query(store: TenantStore) -> None:
-    store.write(INSERT, [1, "kept"])
+    store.write((INSERT, [1, "kept"]))
     store.flush()
-    store.write(INSERT, ["not a number", "bad"])
+    store.write((INSERT, ["not a number", "bad"]))
     with pytest.raises(StoreError):
         store.query("SELECT count(*) FROM notes")
     assert bodies(store) == ["kept"]
-    store.write(INSERT, [2, "later"])
+    store.write((INSERT, [2, "later"]))
     assert bodies(store) == ["kept", "later"]
 
 
 def test_close_flushes_pending_writes(open_store: Callable[..., TenantStore]) -> None:
     store = open_store()
     for i in range(500):
-        store.write(INSERT, [i, f"note {i}"])
+        store.write((INSERT, [i, f"note {i}"]))
     store.close()
     assert len(bodies(open_store())) == 500
 
@@ -191,7 +191,7 @@ def test_write_after_close_fails_fast(store: TenantStore) -> None:
     store.close()
 
     def write_and_flush() -> None:
-        store.write(INSERT, [1, "too late"])
+        store.write((INSERT, [1, "too late"]))
         store.flush()
     assert isinstance(run_with_timeout(write_and_flush, 2), StoreError)
 
@@ -200,8 +200,8 @@ def test_write_after_close_fails_fast(store: TenantStore) -> None:
 
 
 def test_no_plaintext_on_disk(store: TenantStore, path: Path) -> None:
-    store.write(INSERT, [1, MARKER])
-    store.write(INSERT, [2, MARKER * 2000])  # large value, spans pages
+    store.write((INSERT, [1, MARKER]))
+    store.write((INSERT, [2, MARKER * 2000]))  # large value, spans pages
     assert bodies(store)[0] == MARKER
     assert plaintext_hits(path.parent, MARKER) == []  # open: database and WAL
     store.close()
@@ -212,7 +212,7 @@ def test_no_plaintext_on_disk(store: TenantStore, path: Path) -> None:
 
 def test_wrong_key_is_refused_right_key_reads_back(
         store: TenantStore, open_store: Callable[..., TenantStore]) -> None:
-    store.write(INSERT, [1, MARKER])
+    store.write((INSERT, [1, MARKER]))
     store.close()
     with pytest.raises(StoreError, match="store.duckdb"):
         open_store(data_key=secrets.token_bytes(32))
@@ -220,7 +220,7 @@ def test_wrong_key_is_refused_right_key_reads_back(
 
 
 def test_not_readable_without_the_key(store: TenantStore, path: Path) -> None:
-    store.write(INSERT, [1, MARKER])
+    store.write((INSERT, [1, MARKER]))
     store.close()
     with pytest.raises(duckdb.Error):
         duckdb.connect(str(path)).execute("SELECT * FROM notes").fetchall()

@@ -14,7 +14,8 @@ def apply(tenant: Tenant) -> None:
     if logo:
         st.logo(logo, size="large")
     st.html(f"""<style>
-      .stApp {{ background-color: {b.background_color}; color: {b.text_color}; }}
+      .stApp, [data-testid="stBottom"] > div {{ background-color: {b.background_color};
+        color: {b.text_color}; }}
       .stApp h1, .stApp h2, .stApp h3 {{ color: {b.primary_color}; }}
       .stApp button[kind="primary"] {{ background-color: {b.primary_color};
         border-color: {b.primary_color}; }}
