@@ -68,16 +68,19 @@ class KeyRing:
         self.data_dir = data_dir
         self._master = AESGCM(master_key)
 
-    def _path(self, slug: str) -> Path:
-        return self.data_dir / "tenants" / slug / "datakey.json"
-
     def data_key(self, slug: str) -> bytes:
         """The tenant's data key, created on first use."""
-        path = self._path(slug)
+        return self._key(self.data_dir / "tenants" / slug / "datakey.json", f"enclave:{slug}")
+
+    def platform_key(self) -> bytes:
+        """The key of the platform stores (metering: no tenant content)."""
+        return self._key(self.data_dir / "platform" / "datakey.json", "enclave-platform")
+
+    def _key(self, path: Path, aad: str) -> bytes:
         if not path.exists():
             key = secrets.token_bytes(32)
             nonce = secrets.token_bytes(12)
-            wrapped = self._master.encrypt(nonce, key, f"enclave:{slug}".encode())
+            wrapped = self._master.encrypt(nonce, key, aad.encode())
             _write_private(path, json.dumps({
                 "version": 1, "alg": "AES-256-GCM",
                 "nonce": base64.b64encode(nonce).decode(),
@@ -88,9 +91,10 @@ class KeyRing:
             doc = json.loads(path.read_text())
             nonce = base64.b64decode(doc["nonce"], validate=True)
             wrapped = base64.b64decode(doc["wrapped"], validate=True)
-            return self._master.decrypt(nonce, wrapped, f"enclave:{slug}".encode())
+            return self._master.decrypt(nonce, wrapped, aad.encode())
         except InvalidTag:
-            raise KeyUnavailable(f"the data key of tenant {slug!r} does not unwrap with this "
-                                 "master key (wrong ENCLAVE_MASTER_KEY?)") from None
+            raise KeyUnavailable(f"the data key {path} does not unwrap with this master key "
+                                 "(wrong ENCLAVE_MASTER_KEY, or a key file of another "
+                                 "tenant?)") from None
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise KeyUnavailable(f"{path} is corrupt") from None

@@ -28,6 +28,8 @@ from enclave.errors import (
 from enclave.hookspecs import Alert, ModelEndpoint
 from enclave.identity import Principal
 from enclave.keys import KeyRing, load_master_key
+from enclave.metering import MIGRATIONS as METERING_MIGRATIONS
+from enclave.metering import Metering
 from enclave.model import estimate_tokens, resolve_endpoint
 from enclave.plugins.host import PluginHost, notify
 from enclave.rbac import Permission, authorize
@@ -65,6 +67,7 @@ class Workspace:
         self._stores: dict[str, TenantStore] = {}
         self._models: dict[tuple[str, ModelEndpoint], BaseChatModel] = {}
         self._lock = threading.Lock()
+        self._metering: Metering | None = None
         atexit.register(self.close)
         for tenant in self.tenants:
             notify(self.plugins.hooks(tenant).enclave_tenant_lifecycle, tenant=tenant,
@@ -92,6 +95,17 @@ class Workspace:
                     self._stores[tenant.slug] = store
         return store
 
+    @property
+    def metering(self) -> Metering:
+        """The platform metering store, opened on first use."""
+        if self._metering is None:
+            with self._lock:
+                if self._metering is None:
+                    path = self.settings.data_dir / "platform" / "metering.duckdb"
+                    self._metering = Metering(TenantStore(path, self.keys.platform_key(),
+                                                          METERING_MIGRATIONS))
+        return self._metering
+
     def _conversations(self, tenant: Tenant) -> Conversations:
         return Conversations(self._store(tenant))
 
@@ -109,12 +123,14 @@ class Workspace:
     def close(self) -> None:
         """Flush and close every open tenant store (also run at exit)."""
         with self._lock:
-            for slug, store in self._stores.items():
+            platform = [("platform", self._metering.store)] if self._metering else []
+            for slug, store in [*self._stores.items(), *platform]:
                 try:
                     store.close()
                 except EnclaveError:
                     log.exception("closing the store of %s failed", slug)
             self._stores.clear()
+            self._metering = None
 
     # -- conversations (own history only) ----------------------------------------------
     def _own(self, principal: Principal) -> tuple[Tenant, Conversations]:
@@ -223,5 +239,6 @@ class Workspace:
         record = TurnRecord(tenant.slug, principal.user_hash, principal.channel,
                             request.conversation_id, request.assistant, request.endpoint.model,
                             outcome, prompt, response, usage, latency, error)
+        self.metering.record(record)
         notify(hooks.enclave_after_turn, tenant=tenant, principal=principal, record=record)
         return latency

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,12 @@ def env(tmp_path: Path, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Pat
     return data
 
 
+Run = Callable[..., Result]
+
+
 @pytest.fixture
-def run(env: Path, capsys: pytest.CaptureFixture[str]):
+def run(env: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run(*argv)``: call ``enclave.cli.main(argv)`` and capture its exit code and output."""
     def run(*argv: str) -> Result:
         capsys.readouterr()  # drop anything printed before
         code = cli.main(list(argv))
@@ -83,7 +88,7 @@ def last_request_messages(llm: FakeOpenAI) -> list[tuple[str, str]]:
 # -- tenants -----------------------------------------------------------------------------
 
 
-def test_tenants_list(run) -> None:
+def test_tenants_list(run: Run) -> None:
     r = run("tenants", "list")
     assert r.code == 0, r.err
     rows = [line.split()[:2] for line in r.out.splitlines()]
@@ -91,7 +96,7 @@ def test_tenants_list(run) -> None:
     assert "Acme Corporation" in r.out and "Globex Industries" in r.out
 
 
-def test_tenants_show_acme_is_json(run) -> None:
+def test_tenants_show_acme_is_json(run: Run) -> None:
     r = run("tenants", "show", "acme")
     assert r.code == 0, r.err
     doc = json.loads(r.out)
@@ -105,20 +110,20 @@ def test_tenants_show_acme_is_json(run) -> None:
     assert doc["model"]["timeout_seconds"] == 60
 
 
-def test_tenants_show_unknown_tenant(run) -> None:
+def test_tenants_show_unknown_tenant(run: Run) -> None:
     r = run("tenants", "show", "nope")
     assert r.out == ""
     r.assert_clean_failure("no tenant", "nope")
 
 
-def test_tenants_validate_ok(run) -> None:
+def test_tenants_validate_ok(run: Run) -> None:
     r = run("tenants", "validate")
     assert r.code == 0, r.err
     assert r.out.strip() == "ok: 2 tenant(s) valid"
 
 
-def test_tenants_validate_names_file_and_field_of_a_broken_copy(run, tenants_copy: Path
-                                                                ) -> None:
+def test_tenants_validate_names_file_and_field_of_a_broken_copy(run: Run,
+                                                                tenants_copy: Path) -> None:
     toml = tenants_copy / "globex" / "tenant.toml"
     toml.write_text(toml.read_text().replace('primary_color = "#2f9e44"',
                                              'primary_color = "green"'))
@@ -127,23 +132,34 @@ def test_tenants_validate_names_file_and_field_of_a_broken_copy(run, tenants_cop
     r.assert_clean_failure(str(toml), "branding.primary_color")
 
 
-def test_tenants_validate_on_a_missing_directory(run, tmp_path: Path) -> None:
+def test_tenants_validate_on_a_missing_directory(run: Run, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir"
     run("tenants", "validate", "--tenants-dir", str(missing)).assert_clean_failure(
         str(missing), "not found")
 
 
-def test_tenants_validate_refuses_an_unknown_plugin(run, tenants_copy: Path) -> None:
+def test_tenants_validate_refuses_an_unknown_plugin(run: Run, tenants_copy: Path) -> None:
     toml = tenants_copy / "acme" / "tenant.toml"
     toml.write_text(toml.read_text() + "\n[plugins.no_such_plugin]\n")
     r = run("tenants", "validate", "--tenants-dir", str(tenants_copy))
     r.assert_clean_failure(str(toml), "plugins.no_such_plugin")
 
 
+@pytest.mark.xfail(strict=True, reason="enclave/cli.py cmd_tenants_validate only checks that "
+                   "enabled plugins exist (PluginHost.check); plugin settings are validated "
+                   "by the plugins at turn time, so validate says ok for a tenant whose every "
+                   "chat then fails with TenantInvalid")
+def test_tenants_validate_checks_plugin_settings(run: Run, tenants_copy: Path) -> None:
+    toml = tenants_copy / "acme" / "tenant.toml"
+    toml.write_text(toml.read_text().replace('persona = "cheerful"', 'persona = "grumpy"'))
+    r = run("tenants", "validate", "--tenants-dir", str(tenants_copy))
+    r.assert_clean_failure(str(toml), "plugins.tone_persona.persona")
+
+
 # -- chat --------------------------------------------------------------------------------
 
 
-def test_chat_prints_the_streamed_answer_and_a_usage_line(run, llm: FakeOpenAI) -> None:
+def test_chat_prints_the_streamed_answer_and_a_usage_line(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "acme", "--as", BOB, "hello")
     assert r.code == 0, r.err
     assert r.out == "You said: hello\n"
@@ -158,7 +174,7 @@ def test_chat_prints_the_streamed_answer_and_a_usage_line(run, llm: FakeOpenAI) 
     assert "Acme Helpdesk" in last_request_messages(llm)[0][1]  # the default assistant
 
 
-def test_chat_with_a_named_assistant(run, llm: FakeOpenAI) -> None:
+def test_chat_with_a_named_assistant(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "acme", "--as", BOB, "--assistant", "hr-buddy", "time off?")
     assert r.code == 0, r.err
     assert r.out == "You said: time off?\n"
@@ -166,45 +182,45 @@ def test_chat_with_a_named_assistant(run, llm: FakeOpenAI) -> None:
     assert system[0] == "system" and "## Assistant: HR Buddy" in system[1]
 
 
-def test_chat_with_an_unknown_assistant(run, llm: FakeOpenAI) -> None:
+def test_chat_with_an_unknown_assistant(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "acme", "--as", BOB, "--assistant", "nope", "hello")
     assert r.out == ""
     r.assert_clean_failure("no assistant", "nope")
     assert llm.requests == []
 
 
-def test_chat_as_a_user_of_another_tenant_is_refused(run, llm: FakeOpenAI) -> None:
+def test_chat_as_a_user_of_another_tenant_is_refused(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "acme", "--as", "carol@globex.example", "hello")
     r.assert_clean_failure("carol@globex.example", "does not belong")
     assert llm.requests == []
 
 
-def test_chat_as_an_unknown_domain_is_refused(run, llm: FakeOpenAI) -> None:
+def test_chat_as_an_unknown_domain_is_refused(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "acme", "--as", "mallory@evil.example", "hello")
     r.assert_clean_failure("mallory@evil.example", "does not belong")
     assert llm.requests == []
 
 
-def test_auditor_may_not_chat(run, llm: FakeOpenAI) -> None:
+def test_auditor_may_not_chat(run: Run, llm: FakeOpenAI) -> None:
     r = run("chat", "globex", "--as", "dave@globex.example", "hello")
     r.assert_clean_failure("dave@globex.example", "may not chat")
     assert llm.requests == []
 
 
-def test_empty_message_is_refused(run, llm: FakeOpenAI) -> None:
+def test_empty_message_is_refused(run: Run, llm: FakeOpenAI) -> None:
     run("chat", "acme", "--as", BOB, "   ").assert_clean_failure("empty")
     assert llm.requests == []
 
 
 def test_usage_is_marked_estimated_when_the_model_reports_none(
-        run, monkeypatch: pytest.MonkeyPatch) -> None:
+        run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENCLAVE_MODEL", "no-usage")
     r = run("chat", "acme", "--as", BOB, "hello")
     assert r.code == 0, r.err
     assert re.search(r"· no-usage · \d+\+3 tokens \(estimated\) · \d+ ms\]$", r.err, re.M), r.err
 
 
-def test_continue_a_conversation(run, llm: FakeOpenAI) -> None:
+def test_continue_a_conversation(run: Run, llm: FakeOpenAI) -> None:
     first = run("chat", "acme", "--as", BOB, "my name is Bob")
     assert first.code == 0, first.err
     conv = first.conversation_id
@@ -217,14 +233,14 @@ def test_continue_a_conversation(run, llm: FakeOpenAI) -> None:
         ("user", "what is my name?")]
 
 
-def test_another_users_conversation_cannot_be_continued(run, llm: FakeOpenAI) -> None:
+def test_another_users_conversation_cannot_be_continued(run: Run, llm: FakeOpenAI) -> None:
     conv = run("chat", "acme", "--as", BOB, "secret plans").conversation_id
     r = run("chat", "acme", "--as", "alice@acme.example", "--conversation", conv, "show me")
     r.assert_clean_failure("not yours")
     assert len(llm.requests) == 1  # only bob's turn reached the model
 
 
-def test_model_error_is_one_clear_line(run, llm: FakeOpenAI) -> None:
+def test_model_error_is_one_clear_line(run: Run, llm: FakeOpenAI) -> None:
     llm.fail_status = 500
     r = run("chat", "acme", "--as", BOB, "hello")
     assert r.out.strip() == ""
@@ -232,7 +248,7 @@ def test_model_error_is_one_clear_line(run, llm: FakeOpenAI) -> None:
     assert llm.requests  # the model was called
 
 
-def test_chat_works_again_after_a_failed_chat(run, llm: FakeOpenAI) -> None:
+def test_chat_works_again_after_a_failed_chat(run: Run, llm: FakeOpenAI) -> None:
     llm.fail_status = 500
     assert run("chat", "acme", "--as", BOB, "hello").code == 1
     llm.fail_status = None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import authlib.deprecate  # noqa: F401  (see below)
 import httpx
 import pytest
 
@@ -23,6 +24,10 @@ from enclave.errors import IdentityRefused
 from enclave.identity import principal_from_claims
 from enclave.tenants import TenantRegistry
 from tests.conftest import TENANTS
+
+# Importing authlib installs an "always" filter for its deprecation warnings. Done here, at
+# collection, the project's filterwarnings (pyproject.toml) still take precedence in the
+# tests; done inside run_idp's first call, it would override them.
 
 APP_URL = "http://localhost:8599"
 REDIRECT_URI = f"{APP_URL}/oauth2callback"

@@ -240,6 +240,9 @@ def test_carol_through_the_acme_provider_is_refused(open_app: OpenApp) -> None:
     assert len(at.error) == 1 and "carol@globex.example" in at.error[0].value
     assert [b.label for b in at.button] == ["Sign out and use another account"]
     assert len(at.chat_input) == 0
+    at = checked(at.button[0].click().run())
+    assert at.user == {"is_logged_in": False}
+    assert_login_page(at)
 
 
 def test_an_expired_login_is_logged_out(open_app: OpenApp) -> None:
