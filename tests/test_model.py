@@ -5,6 +5,7 @@ resolution, streaming through LangChain against the fake server, clear errors, a
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from enclave.config import LOCAL_MODEL_NAME, LOCAL_MODEL_URL, Settings
 from enclave.errors import ModelUnavailable, TenantInvalid
 from enclave.hookspecs import ModelEndpoint
 from enclave.model import estimate_tokens, openai_chat_model, resolve_endpoint, stream_model
-from enclave.tenants import Tenant, TenantRegistry, load_tenant
+from enclave.tenants import Tenant, load_tenant
 from enclave.turns import ChatMessage, Event, Final, Token, Usage
 from enclave.workspace import Workspace
 from tests.conftest import TENANTS, as_user, make_settings
@@ -226,11 +227,23 @@ def test_estimate_tokens_grows_with_text() -> None:
 
 # -- through the workspace ---------------------------------------------------------------
 
+OpenWorkspace = Callable[..., Workspace]
 
-def workspace_on(tmp_path: Path, base_url: str, tenants_dir: Path = TENANTS,
-                 model: str = "fake-model") -> Workspace:
-    return Workspace(make_settings(tmp_path / "data", base_url, tenants_dir, model),
-                     TenantRegistry.load(tenants_dir))
+
+@pytest.fixture
+def workspace(tmp_path: Path, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[OpenWorkspace]:
+    """``workspace(model=..., tenants_dir=...)``: a Workspace on the fake, closed after."""
+    monkeypatch.delenv("ENCLAVE_MASTER_KEY", raising=False)
+    opened: list[Workspace] = []
+
+    def open_workspace(model: str = "fake-model", tenants_dir: Path = TENANTS) -> Workspace:
+        opened.append(Workspace(make_settings(tmp_path / "data", llm.base_url, tenants_dir,
+                                              model)))
+        return opened[-1]
+    yield open_workspace
+    for ws in opened:
+        ws.close()
 
 
 @pytest.fixture
@@ -241,58 +254,40 @@ def fast_failing_tenants(tenants_copy: Path) -> Path:
     return tenants_copy
 
 
-def test_workspace_timeout_names_the_timeout(tmp_path: Path, llm: FakeOpenAI,
-                                             fast_failing_tenants: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ENCLAVE_MASTER_KEY", raising=False)
-    ws = workspace_on(tmp_path, llm.base_url, fast_failing_tenants, model="slow")
-    try:
-        bob = as_user(ws, "acme", "bob@acme.example")
-        with pytest.raises(ModelUnavailable) as exc:
-            list(ws.chat(bob, "hello"))
-        assert_clean(str(exc.value))
-        assert "did not answer within 0.5 seconds" in str(exc.value)
-        assert len(llm.requests) == 1  # max_retries = 0
-        assert ws.list_conversations(bob) == []
-    finally:
-        ws.close()
+def turn_error(ws: Workspace) -> str:
+    """The clean message of the ModelUnavailable that bob's turn ends with."""
+    with pytest.raises(ModelUnavailable) as exc:
+        list(ws.chat(as_user(ws, "acme", "bob@acme.example"), "hello"))
+    assert_clean(str(exc.value))
+    return str(exc.value)
 
 
-@pytest.mark.parametrize(("model", "status", "fragment"), [
-    ("fail-429", 429, "rate limited"), ("fail-500", 500, "HTTP 500")])
-def test_workspace_model_errors(tmp_path: Path, llm: FakeOpenAI, fast_failing_tenants: Path,
-                                monkeypatch: pytest.MonkeyPatch, model: str, status: int,
-                                fragment: str) -> None:
-    monkeypatch.delenv("ENCLAVE_MASTER_KEY", raising=False)
-    ws = workspace_on(tmp_path, llm.base_url, fast_failing_tenants, model=model)
-    try:
-        bob = as_user(ws, "acme", "bob@acme.example")
-        with pytest.raises(ModelUnavailable) as exc:
-            list(ws.chat(bob, "hello"))
-        assert fragment in str(exc.value)
-        assert_clean(str(exc.value))
-    finally:
-        ws.close()
+def test_workspace_timeout_names_the_timeout(workspace: OpenWorkspace, llm: FakeOpenAI,
+                                             fast_failing_tenants: Path) -> None:
+    ws = workspace(model="slow", tenants_dir=fast_failing_tenants)
+    assert "did not answer within 0.5 seconds" in turn_error(ws)
+    assert len(llm.requests) == 1  # max_retries = 0
+    assert ws.list_conversations(as_user(ws, "acme", "bob@acme.example")) == []
+
+
+@pytest.mark.parametrize(("model", "fragment"), [("fail-429", "rate limited"),
+                                                 ("fail-500", "HTTP 500")])
+def test_workspace_model_errors(workspace: OpenWorkspace, fast_failing_tenants: Path,
+                                model: str, fragment: str) -> None:
+    assert fragment in turn_error(workspace(model=model, tenants_dir=fast_failing_tenants))
 
 
 @pytest.mark.parametrize(("model", "estimated"), [("fake-model", False), ("no-usage", True)])
-def test_workspace_final_usage(tmp_path: Path, llm: FakeOpenAI, model: str, estimated: bool,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ENCLAVE_MASTER_KEY", raising=False)
-    ws = workspace_on(tmp_path, llm.base_url, model=model)
-    try:
-        bob = as_user(ws, "acme", "bob@acme.example")
-        events = list(ws.chat(bob, "hello"))
-        final = events[-1]
-        assert isinstance(final, Final)
-        assert final.usage.estimated is estimated
-        assert final.usage.completion_tokens == 3  # "You", " said:", " hello"
-        sent = llm.requests[0]["messages"]
-        if estimated:
-            expected = estimate_tokens([ChatMessage(m["role"], m["content"]) for m in sent])
-        else:
-            expected = sum(len(m["content"].split()) for m in sent)
-        assert final.usage.prompt_tokens == expected
-        assert final.model == model
-    finally:
-        ws.close()
+def test_workspace_final_usage(workspace: OpenWorkspace, llm: FakeOpenAI, model: str,
+                               estimated: bool) -> None:
+    ws = workspace(model=model)
+    final = list(ws.chat(as_user(ws, "acme", "bob@acme.example"), "hello"))[-1]
+    assert isinstance(final, Final)
+    assert (final.model, final.usage.estimated) == (model, estimated)
+    assert final.usage.completion_tokens == 3  # "You", " said:", " hello"
+    sent = llm.requests[0]["messages"]
+    if estimated:
+        expected = estimate_tokens([ChatMessage(m["role"], m["content"]) for m in sent])
+    else:  # the fake's count: words over all messages
+        expected = sum(len(m["content"].split()) for m in sent)
+    assert final.usage.prompt_tokens == expected
