@@ -16,7 +16,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from enclave.config import Settings
-from enclave.conversations import MIGRATIONS, Conversation, Conversations, StoredMessage
+from enclave.conversations import MIGRATIONS as CONVERSATION_MIGRATIONS
+from enclave.conversations import Conversation, Conversations, StoredMessage
 from enclave.errors import (
     BadInput,
     EnclaveError,
@@ -39,6 +40,8 @@ from enclave.turns import ChatMessage, Event, Final, Token, TurnRecord, TurnRequ
 
 log = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 32_000
+# Every table of a tenant store; names are unique across areas ("<nnn>_<area>...").
+TENANT_MIGRATIONS = [*CONVERSATION_MIGRATIONS]
 
 
 def clean_prompt(text: str) -> str:
@@ -91,7 +94,8 @@ class Workspace:
                 store = self._stores.get(tenant.slug)
                 if store is None:
                     path = self.settings.data_dir / "tenants" / tenant.slug / "store.duckdb"
-                    store = TenantStore(path, self.keys.data_key(tenant.slug), MIGRATIONS)
+                    store = TenantStore(path, self.keys.data_key(tenant.slug),
+                                        TENANT_MIGRATIONS)
                     self._stores[tenant.slug] = store
         return store
 
