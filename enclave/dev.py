@@ -24,6 +24,7 @@ import werkzeug.serving
 from enclave import localmodel
 from enclave.config import ROOT, Settings
 from enclave.identity import roles_for
+from enclave.keys import write_private
 from enclave.tenants import TenantRegistry
 
 IDP_PORT = 9400
@@ -74,9 +75,7 @@ def write_secrets(path: Path, tenants: TenantRegistry, issuer: str, app_url: str
                   f'client_secret = "{secrets.token_urlsafe(16)}"',
                   f'server_metadata_url = "{issuer}/.well-known/openid-configuration"',
                   'client_kwargs = { prompt = "login" }', ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    path.chmod(0o600)
+    write_private(path, "\n".join(lines).encode())
     return path
 
 

@@ -75,6 +75,17 @@ def enclave_register_model_providers(register: Callable[[str, ModelFactory], Non
 
 
 @hookspec
+def enclave_validate_settings(tenant: Tenant) -> None:
+    """Check this plugin's settings for ``tenant``; raise ``TenantInvalid`` naming the
+    tenant file and the setting when they are wrong.
+
+    Called for every tenant that enables the plugin when the workspace starts and by
+    ``enclave tenants validate``, so a bad setting fails early instead of on every turn.
+    Return value is ignored.
+    """
+
+
+@hookspec
 def enclave_system_prompt(tenant: Tenant, principal: Principal,
                           assistant: Assistant) -> str | None:
     """Contribute text to the system prompt of a turn (custom assistant behaviour).

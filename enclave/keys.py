@@ -35,7 +35,8 @@ def _decode_master(text: str, where: str) -> bytes:
     return key
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -52,7 +53,7 @@ def load_master_key(data_dir: Path, env: dict[str, str] | None = None) -> bytes:
         return _decode_master(value, "ENCLAVE_MASTER_KEY")
     path = data_dir / DEV_KEY_FILE
     if not path.exists():
-        _write_private(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
+        write_private(path, base64.b64encode(secrets.token_bytes(32)) + b"\n")
         log.warning("ENCLAVE_MASTER_KEY is not set: generated a DEVELOPMENT-ONLY master key "
                     "at %s. Set ENCLAVE_MASTER_KEY in production.", path)
     else:
@@ -81,7 +82,7 @@ class KeyRing:
             key = secrets.token_bytes(32)
             nonce = secrets.token_bytes(12)
             wrapped = self._master.encrypt(nonce, key, aad.encode())
-            _write_private(path, json.dumps({
+            write_private(path, json.dumps({
                 "version": 1, "alg": "AES-256-GCM",
                 "nonce": base64.b64encode(nonce).decode(),
                 "wrapped": base64.b64encode(wrapped).decode(),

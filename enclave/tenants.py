@@ -15,7 +15,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from enclave.errors import TenantInvalid, TenantNotFound
 
@@ -70,6 +77,14 @@ class ModelSettings(_Strict):
     timeout_seconds: float = Field(default=60, gt=0, le=600)
     max_retries: int = Field(default=1, ge=0, le=5)
     history_messages: int = Field(default=12, ge=0, le=200)
+
+
+    @model_validator(mode="after")
+    def _own_endpoint_needs_own_key(self) -> ModelSettings:
+        if self.base_url and not self.api_key_env:
+            raise ValueError("a tenant base_url needs api_key_env (the deployment key is "
+                             "never sent to a tenant's own endpoint)")
+        return self
 
 
 class Quotas(_Strict):

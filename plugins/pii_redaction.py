@@ -215,6 +215,11 @@ def _kinds(tenant: Tenant) -> tuple[str, ...]:
 
 
 @hookimpl
+def enclave_validate_settings(tenant: Tenant) -> None:
+    _kinds(tenant)
+
+
+@hookimpl
 def enclave_transform_messages(tenant: Tenant, principal: Principal,
                                request: TurnRequest) -> None:
     kinds = _kinds(tenant)

@@ -102,6 +102,11 @@ def persona_text(persona: str, name: str, signature: str | None) -> str:
 
 
 @hookimpl
+def enclave_validate_settings(tenant: Tenant) -> None:
+    _settings(tenant)
+
+
+@hookimpl
 def enclave_system_prompt(tenant: Tenant, principal: Principal,
                           assistant: Assistant) -> str | None:
     persona, signature = _settings(tenant)

@@ -145,10 +145,6 @@ def test_tenants_validate_refuses_an_unknown_plugin(run: Run, tenants_copy: Path
     r.assert_clean_failure(str(toml), "plugins.no_such_plugin")
 
 
-@pytest.mark.xfail(strict=True, reason="enclave/cli.py cmd_tenants_validate only checks that "
-                   "enabled plugins exist (PluginHost.check); plugin settings are validated "
-                   "by the plugins at turn time, so validate says ok for a tenant whose every "
-                   "chat then fails with TenantInvalid")
 def test_tenants_validate_checks_plugin_settings(run: Run, tenants_copy: Path) -> None:
     toml = tenants_copy / "acme" / "tenant.toml"
     toml.write_text(toml.read_text().replace('persona = "cheerful"', 'persona = "grumpy"'))

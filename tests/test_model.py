@@ -131,13 +131,21 @@ def test_the_deployment_default_is_used_without_tenant_settings(deployment: Sett
 
 
 def test_tenant_model_settings_override_the_deployment(deployment: Settings,
-                                                       tenants_copy: Path) -> None:
+                                                       tenants_copy: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_GATEWAY_KEY", "acme-own-key")
     set_model(tenants_copy / "acme", 'base_url = "http://acme-gateway.example/v1"',
-              'name = "acme-model"', "max_retries = 3")
+              'api_key_env = "ACME_GATEWAY_KEY"', 'name = "acme-model"', "max_retries = 3")
     t = acme(tenants_copy)
     ep = resolve_endpoint(deployment, t, t.assistant("helpdesk"))
-    assert (ep.base_url, ep.model, ep.max_retries) == ("http://acme-gateway.example/v1",
-                                                       "acme-model", 3)
+    assert (ep.base_url, ep.model, ep.max_retries, ep.api_key) == (
+        "http://acme-gateway.example/v1", "acme-model", 3, "acme-own-key")
+
+
+def test_tenant_base_url_without_its_own_key_is_refused(tenants_copy: Path) -> None:
+    set_model(tenants_copy / "acme", 'base_url = "http://acme-gateway.example/v1"')
+    with pytest.raises(TenantInvalid, match=r"tenant\.toml.*model.*api_key_env"):
+        acme(tenants_copy)
 
 
 def test_assistant_model_overrides_the_tenants(deployment: Settings,

@@ -79,11 +79,13 @@ class PluginHost:
             raise PluginError(f"{origin}: {e}") from e
 
     def check(self, tenant: Tenant) -> None:
-        """Refuse a tenant that enables a plugin this deployment does not have."""
+        """Refuse a tenant that enables a plugin this deployment does not have, or gives
+        one of its plugins settings it rejects."""
         for name in tenant.plugin_config:
             if name not in self.names or name in self.builtins:
                 raise PluginError(f"{tenant.path / 'tenant.toml'}: field 'plugins.{name}': "
                                   f"no optional plugin named '{name}' is installed")
+        self.hooks(tenant).enclave_validate_settings(tenant=tenant)
 
     def disabled(self, tenant: Tenant) -> frozenset[str]:
         """Plugins that must not run for ``tenant``."""

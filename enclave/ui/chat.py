@@ -41,9 +41,11 @@ def _sidebar(ws: Workspace, tenant: Tenant, principal: Principal) -> str | None:
     current = state(principal, "conversation")
     with st.sidebar:
         names = {a.slug: a.name for a in tenant.assistants.values()}
+        selected = state(principal, "assistant")
+        if selected not in names:  # none yet, or the tenant removed it
+            selected = tenant.default_assistant.slug
         chosen = st.selectbox("Assistant", list(names), format_func=names.__getitem__,
-                              index=list(names).index(state(principal, "assistant",
-                                                            tenant.default_assistant.slug)))
+                              index=list(names).index(selected))
         set_state(principal, "assistant", chosen)
         st.caption(tenant.assistant(chosen).description)
         if st.button("New chat", icon=":material/add:", use_container_width=True):

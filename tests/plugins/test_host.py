@@ -128,3 +128,20 @@ def test_two_plugins_registering_one_provider_name_is_an_error(tenants_copy: Pat
     host = PluginHost(None, extra={"one": Provider("vllm"), "two": Provider("vllm")})
     with pytest.raises(PluginError, match="'vllm' is registered by both"):
         host.model_providers(TenantRegistry.load(tenants_copy).get("acme"))
+
+
+class Picky:
+    @hookimpl
+    def enclave_validate_settings(self, tenant):  # type: ignore[no-untyped-def]
+        if tenant.plugin_settings("picky").get("level") != "ok":
+            raise PluginError(f"{tenant.slug}: plugins.picky.level must be 'ok'")
+
+
+def test_plugins_validate_the_settings_of_tenants_that_enable_them(
+        tenants_copy: Path) -> None:
+    enable(tenants_copy, "acme", "picky", 'level = "bad"')
+    reg = TenantRegistry.load(tenants_copy)
+    host = PluginHost(ROOT / "plugins", extra={"picky": Picky()})
+    with pytest.raises(PluginError, match="plugins.picky.level"):
+        host.check(reg.get("acme"))
+    host.check(reg.get("globex"))  # globex does not enable picky: not asked

@@ -184,10 +184,6 @@ def test_rename_and_delete_a_conversation(open_app: OpenApp) -> None:
     assert not any("Travel plans" in b or "renamed" in b for b in sidebar_buttons(at))
 
 
-@pytest.mark.xfail(strict=True, reason="enclave/ui/chat.py _sidebar: opening a conversation "
-                   "whose assistant the tenant no longer has stores that slug as the "
-                   "selected assistant, and list(names).index(...) then raises ValueError "
-                   "on every run of the session")
 def test_conversation_with_a_removed_assistant_can_be_opened(
         open_app: OpenApp, data_dir: Path, tenants_copy: Path, llm: FakeOpenAI) -> None:
     # The conversation was held with an assistant that acme has removed since.
