@@ -8,6 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from enclave.commands import audit as audit_commands
+from enclave.commands import keys as keys_commands
+from enclave.commands import knowledge as knowledge_commands
+from enclave.commands import logs as logs_commands
+from enclave.commands import usage as usage_commands
 from enclave.config import Settings
 from enclave.errors import EnclaveError
 from enclave.tenants import Tenant, TenantRegistry
@@ -26,7 +31,8 @@ def _describe(t: Tenant) -> dict[str, object]:
         "assistants": {a.slug: a.name for a in t.assistants.values()},
         "default_assistant": t.default_assistant.slug,
         "plugins": sorted(n for n in t.plugin_config if t.plugin_enabled(n)),
-        "model": t.model.model_dump(exclude_none=True), "quotas": dict(t.quotas),
+        "model": t.model.model_dump(exclude_none=True),
+        "quotas": t.quotas.model_dump(exclude_defaults=True),
     }
 
 
@@ -66,6 +72,11 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
                 usage = event.usage
                 est = " (estimated)" if usage.estimated else ""
                 print()
+                for c in event.citations:
+                    where = f", p. {c.page}" if c.page else (f", {c.section}" if c.section
+                                                              else "")
+                    print(f"[{c.number}] {c.title}{where} (chunk {c.chunk_id}): "
+                          f"{' '.join(c.snippet.split())[:160]}")
                 print(f"[conversation {event.conversation_id} · {event.model} · "
                       f"{usage.prompt_tokens}+{usage.completion_tokens} tokens{est} · "
                       f"{event.latency_ms:.0f} ms]", file=sys.stderr)
@@ -121,6 +132,10 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8501)
     dev.add_argument("--idp-port", type=int, default=9400)
     dev.set_defaults(func=cmd_dev)
+
+    for group in (logs_commands, audit_commands, keys_commands, knowledge_commands,
+                  usage_commands):
+        group.register(sub)
     return p
 
 

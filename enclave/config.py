@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from enclave.errors import BadInput
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_MODEL_URL = "http://127.0.0.1:8765/v1"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name) or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds < float("inf"):
+        raise BadInput(f"{name} must be a number of seconds (0 or more), got '{value}'")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -20,6 +34,7 @@ class Settings:
     default_api_key: str
     default_model: str
     default_is_local: bool
+    log_prune_seconds: float = 3600.0  # retention pruning interval in the app; 0: off
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -36,4 +51,5 @@ class Settings:
             default_model=e.get("ENCLAVE_MODEL") or ("gpt-4o-mini" if not local
                                                       else LOCAL_MODEL_NAME),
             default_is_local=local,
+            log_prune_seconds=_seconds(e, "ENCLAVE_LOG_PRUNE_SECONDS", 3600),
         )

@@ -106,9 +106,34 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def seed_knowledge(settings: Settings, knowledge_dir: Path = ROOT / "knowledge") -> None:
+    """First start: ingest ``knowledge/<slug>/`` into each active tenant whose knowledge
+    base is still empty (before the app opens the stores: one writer per store file)."""
+    from enclave.commands.knowledge import operator
+    from enclave.workspace import Workspace
+
+    ws = Workspace(settings)
+    try:
+        for tenant in ws.tenants:
+            folder = knowledge_dir / tenant.slug
+            if not tenant.active or not folder.is_dir():
+                continue
+            kb = ws.knowledge(operator(tenant.slug))
+            if kb.is_empty():
+                results = kb.sync(operator(tenant.slug), folder)
+                added = sum(r.status == "added" for r in results)
+                print(f"Knowledge of {tenant.slug}: {added} seed document(s) ingested")
+                for r in results:
+                    if not r.ok:
+                        print(f"  {r.message}")
+    finally:
+        ws.close()
+
+
 def run(settings: Settings, idp_port: int = IDP_PORT, app_port: int = APP_PORT) -> int:
     _stop_on_sigterm()
     tenants = TenantRegistry.load(settings.tenants_dir)
+    seed_knowledge(settings)
     users = demo_users(tenants)
     procs: list[subprocess.Popen[bytes]] = []
     logs = settings.data_dir / "dev"

@@ -3,6 +3,8 @@ them to status codes (``status``)."""
 
 from __future__ import annotations
 
+import math
+
 
 class EnclaveError(Exception):
     """Base of every error a user may see. ``str(err)`` is the message to show."""
@@ -41,13 +43,29 @@ class NotFound(EnclaveError):
 
 
 class QuotaExceeded(EnclaveError):
-    """A quota plugin denied the turn. ``retry_after`` is in seconds, when known."""
+    """A limit refused the turn. ``limit`` names it (e.g. ``"requests_per_minute"``),
+    ``retry_after`` is in seconds, when known."""
 
     status = 429
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None,
+                 limit: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the 429 answer: ``Retry-After`` in whole seconds, when known."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+class QuotaUnavailable(EnclaveError):
+    """The limits store cannot be reached and the tenant fails closed."""
+
+    status = 503
 
 
 class UploadRejected(EnclaveError):

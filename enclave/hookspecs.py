@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from enclave.identity import Principal
+    from enclave.keys import KeyProvider
     from enclave.tenants import Assistant, Tenant
     from enclave.turns import Token, TurnRecord, TurnRequest, Usage
 
@@ -155,4 +156,16 @@ def enclave_tenant_lifecycle(tenant: Tenant, event: str, previous_status: str | 
     loaded the tenant at start-up; ``previous_status`` is then its current status).
 
     Called after the change took effect; ``previous_status`` is None for a new tenant.
+    """
+
+
+@hookspec(firstresult=True)
+def enclave_key_provider(tenant: Tenant) -> KeyProvider | None:
+    """Return the ``KeyProvider`` (an external KMS) that wraps and unwraps ``tenant``'s
+    data and audit keys, or None to use the deployment master key.
+
+    firstresult: the first non-None provider wins. Called whenever the tenant's keys are
+    opened, created or rotated. Keys created (or rotated with ``enclave keys rotate``)
+    while a provider is enabled are wrapped by it and record its ``name``; they cannot
+    be unwrapped without it. ``unwrap`` errors surface as ``KeyUnavailable``.
     """

@@ -3,50 +3,76 @@ batched background writer that keeps inserts off the chat's hot path.
 
 Writes are queued (microseconds) as units that commit together, in batches of units;
 every read first waits for the queue to drain, so a reader always sees its own writes.
-``close()`` flushes; a crash loses at most the batch in flight.
+The writer commits continuously: a batch is whatever queued while the previous one
+committed, and runs of the same single-row INSERT become one Arrow insert, so a batch
+takes milliseconds. ``close()`` (also at exit) commits everything queued; a crash
+(kill -9, power loss) loses only what was queued and not yet committed: at most the last
+second of writes, in practice the last few milliseconds.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import duckdb_extension_fts
 import duckdb_extension_httpfs
+import pyarrow as pa
 
 from enclave.errors import EnclaveError
 
 log = logging.getLogger(__name__)
 HTTPFS = next(Path(duckdb_extension_httpfs.__file__).parent.glob(
     "extensions/*/httpfs.duckdb_extension"))
+FTS = next(Path(duckdb_extension_fts.__file__).parent.glob(
+    "extensions/*/fts.duckdb_extension"))
 
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 Statement = tuple[str, Sequence[Any]]
+SINGLE_ROW_INSERT = re.compile(
+    r"^\s*INSERT\s+INTO\s+(?P<target>[\w.]+\s*(?:\([\w\s,]*\))?)\s*"
+    r"VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*$", re.IGNORECASE)
 
 
 class StoreError(EnclaveError):
     status = 500
 
 
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection able to attach encrypted stores (nothing autoloads,
+    temporary files are encrypted too)."""
+    # one thread: a tenant store is small, and parallel commits cost twice the CPU
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False, "threads": 1})
+    con.execute(f"LOAD '{HTTPFS}'")
+    con.execute("SET temp_file_encryption = true")
+    return con
+
+
+def attach(con: duckdb.DuckDBPyConnection, path: Path, key: bytes, alias: str) -> None:
+    """Attach the encrypted store file ``path`` as ``alias``; StoreError if it won't open."""
+    try:
+        con.execute(f"ATTACH '{path}' AS {alias} (ENCRYPTION_KEY '{key.hex()}')")
+    except duckdb.Error as e:
+        raise StoreError(f"cannot open the store {path.name}: {e}") from None
+
+
 class TenantStore:
     def __init__(self, path: Path, data_key: bytes, migrations: Sequence[Migration]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # one thread: a tenant store is small, and parallel commits cost twice the CPU
-        self._con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                           "autoload_known_extensions": False,
-                                           "threads": 1})
-        self._con.execute(f"LOAD '{HTTPFS}'")
-        self._con.execute("SET temp_file_encryption = true")
+        self._con = connect()
         try:
-            self._con.execute(f"ATTACH '{path}' AS store (ENCRYPTION_KEY '{data_key.hex()}')")
-        except duckdb.Error as e:
+            attach(self._con, path, data_key, "store")
+        except StoreError:
             self._con.close()
-            raise StoreError(f"cannot open the store {path.name}: {e}") from None
+            raise
         self._con.execute("USE store")
         self._lock = threading.RLock()
         self._migrate(migrations)
@@ -123,12 +149,32 @@ class TenantStore:
                     if j == i:
                         self._con.execute(batch[i][0], batch[i][1])
                     else:
-                        self._con.executemany(batch[i][0], [b[1] for b in batch[i:j + 1]])
+                        self._run_many(batch[i][0], [b[1] for b in batch[i:j + 1]])
                     i = j + 1
                 self._con.execute("COMMIT")
             except Exception:
                 self._con.execute("ROLLBACK")
                 raise
+
+    def _run_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
+        """One statement, many parameter rows: a single-row ``INSERT ... VALUES (?, ...)``
+        becomes one Arrow insert (columnar, ~100x faster); anything else, executemany."""
+        insert = SINGLE_ROW_INSERT.match(sql)
+        if insert is not None:
+            try:
+                columns = list(zip(*rows, strict=True))
+                batch = pa.table({f"c{n}": pa.array(c) for n, c in enumerate(columns)})
+            except (pa.ArrowException, ValueError):
+                batch = None  # values Arrow cannot type: let DuckDB bind them one by one
+            if batch is not None:
+                self._con.register("_enclave_batch", batch)
+                try:
+                    self._con.execute(f"INSERT INTO {insert['target']} "
+                                      "SELECT * FROM _enclave_batch")
+                finally:
+                    self._con.unregister("_enclave_batch")
+                return
+        self._con.executemany(sql, rows)
 
     def flush(self) -> None:
         """Wait until every queued write is committed; raise if a batch failed."""

@@ -7,13 +7,14 @@ field; nothing silently falls back.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -87,10 +88,132 @@ class ModelSettings(_Strict):
         return self
 
 
-class Quotas(_Strict):
-    """Consumed by the quota issue; validated now so typos fail early."""
+class Limits(_Strict):
+    """Limits of one scope (the tenant, a user, an API key); unset means no limit."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+
+    def merged(self, override: Limits) -> Limits:
+        """These limits with the fields that ``override`` sets replaced."""
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+LIMIT_NAMES = tuple(Limits.model_fields)
+
+
+class Price(_Strict):
+    """USD per million tokens of one model."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+    def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """Cost in micro-USD (integer, for atomic counters), rounded up."""
+        return math.ceil(prompt_tokens * self.input_per_million
+                         + completion_tokens * self.output_per_million)
+
+
+class AlertSettings(_Strict):
+    thresholds: tuple[float, ...] = (0.8, 1.0)
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhook_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    webhook_retries: int = Field(default=3, ge=0, le=10)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < t <= 1 for t in v):
+            raise ValueError("thresholds are fractions of a limit, above 0 and at most 1")
+        return tuple(sorted(set(v)))
+
+
+class AnomalySettings(_Strict):
+    """Anomaly detection over the metering rows (see enclave/quota/anomaly.py)."""
+
+    z_threshold: float = Field(default=6.0, gt=0)
+    baseline_hours: int = Field(default=168, ge=24, le=24 * 90)
+    min_history_hours: int = Field(default=24, ge=1)
+    min_tokens: int = Field(default=2000, ge=0)
+    refusal_burst: int = Field(default=20, ge=1)
+    unusual_hour_share: float = Field(default=0.01, ge=0, le=1)
+    auto_throttle: bool = False
+    throttle_requests_per_minute: int = Field(default=2, ge=0)
+    throttle_tokens_per_minute: int = Field(default=2000, ge=0)
+
+
+class Quotas(Limits):
+    """``[quotas]``: the top-level limits apply to each user (overridden by
+    ``[quotas.roles.<role>]``, the most generous role winning, then by
+    ``[quotas.users."<email>"]``); ``[quotas.tenant]`` limits the whole tenant together and
+    ``[quotas.api_key]`` each API key."""
+
+    tenant: Limits = Limits()
+    api_key: Limits = Limits()
+    roles: dict[Role, Limits] = {}
+    users: dict[str, Limits] = {}
+    prices: dict[str, Price] = {}
+    on_storage_error: Literal["closed", "open"] = "closed"
+    alerts: AlertSettings = AlertSettings()
+    anomaly: AnomalySettings = AnomalySettings()
+
+    @field_validator("users")
+    @classmethod
+    def _emails(cls, v: dict[str, Limits]) -> dict[str, Limits]:
+        for email in v:
+            if not re.match(r"^[^@\s]+@[^@\s]+$", email):
+                raise ValueError(f"'{email}' is not an email address")
+        return {e.lower(): lim for e, lim in v.items()}
+
+    @model_validator(mode="after")
+    def _budgets_need_prices(self) -> Quotas:
+        scopes = [self, self.tenant, self.api_key, *self.roles.values(), *self.users.values()]
+        if any(s.monthly_budget_usd is not None for s in scopes) and "default" not in self.prices:
+            raise ValueError("a monthly_budget_usd needs [quotas.prices.default] (and a price "
+                             "per model that differs), so every turn has a cost")
+        return self
+
+    @property
+    def user_defaults(self) -> Limits:
+        return Limits.model_validate(self.model_dump(include=set(LIMIT_NAMES)))
+
+    def user_limits(self, email: str, roles: tuple[str, ...]) -> Limits:
+        """Limits of one user: defaults, then role overrides, then the user's own."""
+        limits = self.user_defaults
+        granted = [self.roles[r] for r in roles if r in self.roles]
+        if granted:
+            best: dict[str, Any] = {}
+            for override in granted:
+                for name, value in override.model_dump(exclude_unset=True).items():
+                    best[name] = max(best.get(name, value), value)
+            limits = limits.model_copy(update=best)
+        own = self.users.get(email.lower())
+        return limits.merged(own) if own else limits
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model) or self.prices.get("default")
+
+
+class LoggingSettings(_Strict):
+    """``[logging]``: what the turn log keeps, and for how long."""
+
+    content: Literal["full", "metadata"] = "full"  # metadata: no prompt, no response
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+
+TAG_RE = r"^[a-z0-9][a-z0-9_/-]{0,39}$"
+
+
+class KnowledgeSettings(_Strict):
+    """``[knowledge]``: upload limits and retrieval of the tenant's knowledge base."""
+
+    max_upload_mb: float = Field(default=25, gt=0, le=1024)
+    max_unpacked_mb: float = Field(default=200, gt=0, le=4096)  # DOCX/zip bomb cap
+    top_k: int = Field(default=5, ge=1, le=50)
+    min_similarity: float = Field(default=0.3, ge=-1, le=1)  # cosine; below is not relevant
 
 
 class TenantFile(_Strict):
@@ -100,6 +223,8 @@ class TenantFile(_Strict):
     identity: Identity
     model: ModelSettings = ModelSettings()
     quotas: Quotas = Quotas()
+    logging: LoggingSettings = LoggingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     plugins: dict[str, dict[str, Any]] = {}
 
 
@@ -109,6 +234,7 @@ class AssistantFile(_Strict):
     instructions: str = Field(min_length=1)
     model: str | None = None
     default: bool = False
+    knowledge_tags: tuple[Annotated[str, Field(pattern=TAG_RE)], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +245,7 @@ class Assistant:
     instructions: str
     model: str | None
     default: bool
+    knowledge_tags: tuple[str, ...] | None = None  # None: all of the tenant's knowledge
 
 
 @dataclass(frozen=True)
@@ -132,10 +259,12 @@ class Tenant:
     branding: Branding
     identity: Identity
     model: ModelSettings
-    quotas: Mapping[str, Any]
+    quotas: Quotas
     system_prompt: str
     assistants: Mapping[str, Assistant]
     plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    logging: LoggingSettings = LoggingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @property
     def active(self) -> bool:
@@ -222,7 +351,8 @@ def load_tenant(path: Path) -> Tenant:
         except ValidationError as e:
             raise _fail(file, e) from None
         assistants[file.stem] = Assistant(file.stem, a.name, a.description,
-                                          a.instructions.strip(), a.model, a.default)
+                                          a.instructions.strip(), a.model, a.default,
+                                          a.knowledge_tags)
     if not assistants:
         raise _fail(path / "assistants", "at least one assistants/*.toml is required")
     if sum(a.default for a in assistants.values()) > 1:
@@ -233,9 +363,10 @@ def load_tenant(path: Path) -> Tenant:
     return Tenant(
         slug=slug, path=path, name=spec.name, status=spec.status, branding=spec.branding,
         identity=spec.identity, model=spec.model,
-        quotas=MappingProxyType(dict(spec.quotas.model_extra or {})),
+        quotas=spec.quotas,
         system_prompt=system_prompt, assistants=MappingProxyType(assistants),
         plugin_config=MappingProxyType({k: MappingProxyType(v) for k, v in spec.plugins.items()}),
+        logging=spec.logging, knowledge=spec.knowledge,
     )
 
 

@@ -36,6 +36,20 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A knowledge chunk the answer was grounded on (``number`` is its ``[n]`` in the
+    prompt)."""
+
+    number: int
+    chunk_id: str
+    title: str
+    page: int | None
+    section: str | None
+    snippet: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Final:
     """The last event of a successful turn."""
 
@@ -45,6 +59,7 @@ class Final:
     usage: Usage
     model: str
     latency_ms: float
+    citations: tuple[Citation, ...] = ()
 
 
 Event = Token | Usage | Final
@@ -63,6 +78,7 @@ class TurnRequest:
     messages: list[ChatMessage]
     endpoint: ModelEndpoint
     chat_model: Any = None
+    retrieved_chunk_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

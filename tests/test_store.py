@@ -224,3 +224,31 @@ def test_not_readable_without_the_key(store: TenantStore, path: Path) -> None:
     store.close()
     with pytest.raises(duckdb.Error):
         duckdb.connect(str(path)).execute("SELECT * FROM notes").fetchall()
+
+
+def test_runs_of_one_insert_commit_as_one_arrow_insert_in_order(store: TenantStore) -> None:
+    """Many single-row inserts of one statement coalesce (Arrow) between other statements,
+    keeping the order of units; values Arrow cannot type fall back to row binding."""
+    for i in range(1000):
+        store.write((INSERT, [i, f"n{i}"]))
+    store.write(("UPDATE notes SET tag = 'seen' WHERE id < ?", [1000]))
+    for i in range(1000, 1500):
+        store.write((INSERT, [i, None if i % 2 else f"n{i}"]))
+    store.write(("INSERT INTO notes (id, body) VALUES (?, ?)", [1500, 1]),
+                ("INSERT INTO notes (id, body) VALUES (?, ?)", [1501, "mixed"]))
+    rows = store.query("SELECT count(*), count(tag), count(body), max(id) FROM notes")
+    assert rows == [(1502, 1000, 1252, 1501)]
+    assert store.query("SELECT body FROM notes WHERE id IN (1500, 1501) ORDER BY id") == [
+        ("1",), ("mixed",)]
+
+
+def test_a_failing_coalesced_run_rolls_back_its_batch(store: TenantStore) -> None:
+    store.write((INSERT, [1, "kept"]))
+    store.flush()
+    for i in range(2, 50):
+        store.write((INSERT, [i, "x"]))
+    store.write(("INSERT INTO notes (id, body) VALUES (?, ?)", ["not a number", "bad"]),
+                ("INSERT INTO notes (id, body) VALUES (?, ?)", [3, "y"]))
+    with pytest.raises(StoreError):
+        store.flush()
+    assert store.query("SELECT count(*) FROM notes") in ([(1,)], [(49,)])

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from enclave.errors import TenantInvalid, TenantNotFound
 from enclave.tenants import TenantRegistry
@@ -89,12 +90,13 @@ def test_plugin_enabled_false(tenants_copy: Path) -> None:
     assert dict(globex.plugin_settings("tone_persona")) == {"persona": "formal"}
 
 
-def test_demo_quotas_mapping(demo: TenantRegistry) -> None:
+def test_demo_quotas_are_typed_and_frozen(demo: TenantRegistry) -> None:
     acme, globex = demo.get("acme"), demo.get("globex")
-    assert dict(acme.quotas) == {"requests_per_minute": 30}
-    assert globex.quotas["requests_per_minute"] == 60
-    with pytest.raises(TypeError):
-        acme.quotas["requests_per_minute"] = 1  # type: ignore[index]
+    assert acme.quotas.requests_per_minute == 30
+    assert globex.quotas.requests_per_minute == 60
+    assert acme.quotas.tenant.monthly_budget_usd == 250.0
+    with pytest.raises(ValidationError):
+        acme.quotas.requests_per_minute = 1  # type: ignore[misc]
 
 
 def test_demo_identity(demo: TenantRegistry) -> None:

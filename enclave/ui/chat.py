@@ -11,7 +11,7 @@ import streamlit as st
 from enclave.errors import EnclaveError
 from enclave.identity import Principal
 from enclave.tenants import Tenant
-from enclave.turns import Event, Final, Token
+from enclave.turns import Citation, Event, Final, Token
 from enclave.ui import branding
 from enclave.ui.session import set_state, state
 from enclave.workspace import Workspace
@@ -35,6 +35,16 @@ def batched_text(events: Iterator[Event], done: list[Final],
             done.append(event)
     if pending:
         yield "".join(pending)
+
+
+def citations(cited: tuple[Citation, ...]) -> None:
+    """The sources of an answer, one expander each: title, page or section, snippet."""
+    for c in cited:
+        where = f"p. {c.page}" if c.page is not None else (c.section or "")
+        with st.expander(f"[{c.number}] {c.title}" + (f" · {where}" if where else ""),
+                         icon=":material/description:"):
+            st.caption(f"chunk {c.chunk_id} · score {c.score:.4f}")
+            st.markdown(c.snippet)
 
 
 def _sidebar(ws: Workspace, tenant: Tenant, principal: Principal) -> str | None:
@@ -87,6 +97,7 @@ def page(ws: Workspace, tenant: Tenant, principal: Principal) -> None:
         for msg in ws.messages(principal, current) if current else []:
             with st.chat_message(msg.role):
                 st.markdown(msg.content)
+                citations(state(principal, f"citations:{msg.id}", ()))
     except EnclaveError as e:
         st.error(str(e))
         return
@@ -101,10 +112,13 @@ def page(ws: Workspace, tenant: Tenant, principal: Principal) -> None:
         try:
             events = ws.chat(principal, text, current, assistant.slug)
             st.write_stream(batched_text(events, done))
+            if done:
+                citations(done[0].citations)
         except EnclaveError as e:
             st.error(str(e))
             return
     if done:
+        set_state(principal, f"citations:{done[0].message_id}", done[0].citations)
         usage = done[0].usage
         st.caption(f"{usage.total_tokens} tokens{' (estimated)' if usage.estimated else ''}"
                    f" · {done[0].latency_ms / 1000:.1f} s")
