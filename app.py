@@ -6,14 +6,18 @@ from functools import partial
 import streamlit as st
 
 from enclave.rbac import Permission, can
-from enclave.ui import account, branding, chat, login
-from enclave.ui import audit as audit_page
-from enclave.ui import knowledge as knowledge_page
-from enclave.ui import logs as logs_page
-from enclave.ui import operator as operator_page
-from enclave.ui import usage as usage_page
+from enclave.ui import account, audit, branding, chat, knowledge, login, logs, operator, usage
 from enclave.ui.session import principal, workspace
 from enclave.usage import is_operator
+
+# The tenant's pages, in menu order, each shown only to roles with its permission.
+TENANT_PAGES = [
+    (Permission.CHAT, chat, "Chat", ":material/chat:"),
+    (Permission.KNOWLEDGE_EDIT, knowledge, "Knowledge", ":material/menu_book:"),
+    (Permission.LOGS_READ, logs, "Logs", ":material/receipt_long:"),
+    (Permission.AUDIT_READ, audit, "Audit", ":material/policy:"),
+    (Permission.USAGE_VIEW, usage, "Usage", ":material/monitoring:"),
+]
 
 ws = workspace()
 if not st.user.is_logged_in:
@@ -24,26 +28,13 @@ if not st.user.is_logged_in:
 me = principal(ws)
 tenant = ws.tenant_for(me)
 branding.apply(tenant)
-usage_page.banner(ws, me)
+usage.banner(ws, me)
 
-pages = []
-if can(me, Permission.CHAT):
-    pages.append(st.Page(partial(chat.page, ws, tenant, me), title="Chat",
-                         icon=":material/chat:", url_path="chat", default=True))
-if can(me, Permission.KNOWLEDGE_EDIT):
-    pages.append(st.Page(partial(knowledge_page.page, ws, tenant, me), title="Knowledge",
-                         icon=":material/menu_book:", url_path="knowledge"))
-if can(me, Permission.LOGS_READ):
-    pages.append(st.Page(partial(logs_page.page, ws, tenant, me), title="Logs",
-                         icon=":material/receipt_long:", url_path="logs"))
-if can(me, Permission.AUDIT_READ):
-    pages.append(st.Page(partial(audit_page.page, ws, tenant, me), title="Audit",
-                         icon=":material/policy:", url_path="audit"))
-if can(me, Permission.USAGE_VIEW):
-    pages.append(st.Page(partial(usage_page.page, ws, tenant, me), title="Usage",
-                         icon=":material/monitoring:", url_path="usage"))
+pages = [st.Page(partial(module.page, ws, tenant, me), title=title, icon=icon,
+                 url_path=title.lower(), default=module is chat)
+         for permission, module, title, icon in TENANT_PAGES if can(me, permission)]
 if is_operator(me):
-    pages.append(st.Page(partial(operator_page.page, ws, me), title="Platform",
+    pages.append(st.Page(partial(operator.page, ws, me), title="Platform",
                          icon=":material/dns:", url_path="platform"))
 pages.append(st.Page(partial(account.page, tenant, me), title="Account",
                      icon=":material/person:", url_path="account",

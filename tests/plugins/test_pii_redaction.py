@@ -2,69 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
-from types import ModuleType
 
 import pluggy
 import pytest
 
 from enclave import hookspecs
+from enclave.config import ROOT
 from enclave.errors import TenantInvalid
 from enclave.hookspecs import ModelEndpoint
 from enclave.identity import Principal
-from enclave.tenants import Tenant, load_tenant
 from enclave.turns import ChatMessage, MessageRole, TurnRequest
+from tests.plugins.support import load_plugin, make_tenant
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_FILE = ROOT / "plugins" / "pii_redaction.py"
 ALL = ("email", "phone", "iban", "card")
-
-
-def load_plugin(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"enclave_dropin_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plugin = load_plugin(PLUGIN_FILE)
+plugin = load_plugin("pii_redaction")
 redact = plugin.redact
 
 
-def make_tenant(tmp_path: Path, plugins_toml: str | None, source: str = "acme") -> Tenant:
-    """A tmp copy of ``tenants/<source>`` with its ``[plugins...]`` tables replaced.
-
-    ``plugins_toml=None`` keeps the tenant's own plugin settings. Files the tenant folder
-    may not have yet (prompt, assistant, logo) are created in the copy only.
-    """
-    folder = tmp_path / source
-    shutil.copytree(ROOT / "tenants" / source, folder)
-    toml_file = folder / "tenant.toml"
-    if plugins_toml is not None:
-        text = toml_file.read_text(encoding="utf-8")
-        cut = text.find("\n[plugins")
-        text = text if cut < 0 else text[:cut + 1]
-        toml_file.write_text(text.rstrip() + "\n\n" + plugins_toml.strip() + "\n",
-                             encoding="utf-8")
-    prompt = folder / "prompts" / "system.md"
-    if not prompt.exists():
-        prompt.parent.mkdir(parents=True, exist_ok=True)
-        prompt.write_text("You are the workspace assistant.\n", encoding="utf-8")
-    assistants = folder / "assistants"
-    if not list(assistants.glob("*.toml")):
-        assistants.mkdir(parents=True, exist_ok=True)
-        (assistants / "helpdesk.toml").write_text(
-            'name = "Helpdesk"\ndescription = "General questions"\n'
-            'instructions = "Answer questions about the company."\ndefault = true\n',
-            encoding="utf-8")
-    logo = folder / "branding" / "logo.svg"
-    if not logo.exists():
-        logo.parent.mkdir(parents=True, exist_ok=True)
-        logo.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>\n', encoding="utf-8")
-    return load_tenant(folder)
 
 
 PRINCIPAL = Principal("acme", "sub-1", "alice@acme.example", "Alice Smith", ("member",))
@@ -209,7 +164,7 @@ def test_invalid_settings(tmp_path: Path, setting: str, match: str) -> None:
 def test_works_through_pluggy(tmp_path: Path) -> None:
     pm = pluggy.PluginManager("enclave")
     pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name=PLUGIN_FILE.stem)
+    pm.register(plugin, name=plugin.PLUGIN_NAME)
     pm.check_pending()
     tenant = make_tenant(tmp_path, "[plugins.pii_redaction]")
     request = request_of(("user", "alice@acme.example"))

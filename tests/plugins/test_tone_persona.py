@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
-from types import ModuleType
 
 import pluggy
 import pytest
@@ -13,54 +10,12 @@ import pytest
 from enclave import hookspecs
 from enclave.errors import TenantInvalid
 from enclave.identity import Principal
-from enclave.tenants import Tenant, load_tenant
+from enclave.tenants import Tenant
+from tests.plugins.support import load_plugin, make_tenant
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_FILE = ROOT / "plugins" / "tone_persona.py"
-
-
-def load_plugin(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"enclave_dropin_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+plugin = load_plugin("tone_persona")
 
 
-plugin = load_plugin(PLUGIN_FILE)
-
-
-def make_tenant(tmp_path: Path, plugins_toml: str | None, source: str = "acme") -> Tenant:
-    """A tmp copy of ``tenants/<source>`` with its ``[plugins...]`` tables replaced.
-
-    ``plugins_toml=None`` keeps the tenant's own plugin settings. Files the tenant folder
-    may not have yet (prompt, assistant, logo) are created in the copy only.
-    """
-    folder = tmp_path / source
-    shutil.copytree(ROOT / "tenants" / source, folder)
-    toml_file = folder / "tenant.toml"
-    if plugins_toml is not None:
-        text = toml_file.read_text(encoding="utf-8")
-        cut = text.find("\n[plugins")
-        text = text if cut < 0 else text[:cut + 1]
-        toml_file.write_text(text.rstrip() + "\n\n" + plugins_toml.strip() + "\n",
-                             encoding="utf-8")
-    prompt = folder / "prompts" / "system.md"
-    if not prompt.exists():
-        prompt.parent.mkdir(parents=True, exist_ok=True)
-        prompt.write_text("You are the workspace assistant.\n", encoding="utf-8")
-    assistants = folder / "assistants"
-    if not list(assistants.glob("*.toml")):
-        assistants.mkdir(parents=True, exist_ok=True)
-        (assistants / "helpdesk.toml").write_text(
-            'name = "Helpdesk"\ndescription = "General questions"\n'
-            'instructions = "Answer questions about the company."\ndefault = true\n',
-            encoding="utf-8")
-    logo = folder / "branding" / "logo.svg"
-    if not logo.exists():
-        logo.parent.mkdir(parents=True, exist_ok=True)
-        logo.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>\n', encoding="utf-8")
-    return load_tenant(folder)
 
 
 def principal(name: str = "Alice Smith", email: str = "alice@acme.example") -> Principal:
@@ -163,7 +118,7 @@ def test_enabled_key_is_not_a_setting(tmp_path: Path) -> None:
 def test_works_through_pluggy(tmp_path: Path) -> None:
     pm = pluggy.PluginManager("enclave")
     pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name=PLUGIN_FILE.stem)
+    pm.register(plugin, name=plugin.PLUGIN_NAME)
     pm.check_pending()
     tenant = make_tenant(tmp_path, '[plugins.tone_persona]\npersona = "cheerful"')
     results = pm.hook.enclave_system_prompt(tenant=tenant, principal=principal(),
