@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -35,16 +37,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import httpx
+import openai
 
-import httpx  # noqa: E402
-import openai  # noqa: E402
-
-from enclave.config import Settings  # noqa: E402
-from enclave.identity import principal_from_email  # noqa: E402
-from enclave.model import resolve_endpoint  # noqa: E402
-from enclave.workspace import Workspace  # noqa: E402
+from enclave.config import ROOT, Settings
+from enclave.identity import principal_from_email
+from enclave.model import resolve_endpoint
+from enclave.workspace import Workspace
 
 TARGETS = {"added_p50_ms": 2.0, "added_p99_ms": 10.0, "throughput_ratio_min": 0.8}
 TEXT = "How do I reset my VPN password before travelling next week? (turn {i})"
@@ -114,6 +113,16 @@ def make_turns(ws: Workspace, base_url: str) -> dict[str, Turn]:
     return {"direct": direct, "workspace": workspace, "workspace_continue": workspace_continue}
 
 
+def bench_tenants(dest: Path) -> Path:
+    """A copy of the demo tenants whose quota limits are lifted out of reach: the quota
+    engine still checks, reserves and settles every turn, but never refuses one."""
+    shutil.copytree(ROOT / "tenants", dest)
+    limit = re.compile(r"^(\w+_per_\w+|monthly_budget_usd)\s*=\s*[\d.]+", re.M)
+    for toml in dest.glob("*/tenant.toml"):
+        toml.write_text(limit.sub(r"\1 = 1000000000000", toml.read_text()))
+    return dest
+
+
 def pct(xs: list[float], p: int) -> float:
     return round(statistics.quantiles(xs, n=100, method="inclusive")[p - 1], 2)
 
@@ -159,7 +168,8 @@ def main() -> None:
     args = ap.parse_args()
     with fake_server(args.tokens, args.token_delay) as base_url, \
             tempfile.TemporaryDirectory(prefix="enclave-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", tenants_dir=ROOT / "tenants",
+        settings = Settings(data_dir=Path(tmp) / "data",
+                            tenants_dir=bench_tenants(Path(tmp) / "tenants"),
                             plugins_dir=ROOT / "plugins", default_base_url=base_url,
                             default_api_key="bench-key", default_model="fake-model",
                             default_is_local=False)

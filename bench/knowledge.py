@@ -19,7 +19,6 @@ import json
 import random
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,19 +28,17 @@ from pathlib import Path
 import numpy as np
 
 # the repo root instead of bench/ (whose logging.py would shadow the standard library)
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
-from enclave.config import ROOT  # noqa: E402
-from enclave.identity import Principal  # noqa: E402
-from enclave.knowledge import embeddings  # noqa: E402
-from enclave.knowledge.chunking import chunk  # noqa: E402
-from enclave.knowledge.index import VectorIndex  # noqa: E402
-from enclave.knowledge.loaders import load  # noqa: E402
-from enclave.knowledge.repository import Document, KnowledgeRepository  # noqa: E402
-from enclave.knowledge.service import KnowledgeBase, Upload  # noqa: E402
-from enclave.store import TenantStore  # noqa: E402
-from enclave.tenants import Tenant, TenantRegistry  # noqa: E402
-from enclave.workspace import TENANT_MIGRATIONS  # noqa: E402
+from enclave.config import ROOT
+from enclave.identity import Principal
+from enclave.knowledge import embeddings
+from enclave.knowledge.chunking import chunk
+from enclave.knowledge.index import VectorIndex
+from enclave.knowledge.loaders import load
+from enclave.knowledge.repository import Document, KnowledgeRepository
+from enclave.knowledge.service import KnowledgeBase, Upload
+from enclave.store import TenantStore
+from enclave.tenants import Tenant, TenantRegistry
+from enclave.workspace import TENANT_MIGRATIONS
 
 WORDS = ("policy travel hotel night expense receipt manager approval flight train budget "
          "laptop password security badge office remote meeting holiday leave parental sick "

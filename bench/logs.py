@@ -13,38 +13,25 @@ logging adds to a chat turn.
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-# this file is named like the standard library's logging: keep its folder off the path
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT))
+from chat_overhead import bench_tenants, fake_server, pct
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("chat_overhead", BENCH / "chat_overhead.py")
-assert _spec and _spec.loader
-chat_overhead = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(chat_overhead)
-fake_server, pct = chat_overhead.fake_server, chat_overhead.pct
-
-import enclave.workspace as workspace_module  # noqa: E402
-from enclave.config import Settings  # noqa: E402
-from enclave.identity import principal_from_email  # noqa: E402
-from enclave.keys import KeyRing  # noqa: E402
-from enclave.store import TenantStore  # noqa: E402
-from enclave.turnlog import TurnLog  # noqa: E402
-from enclave.turns import TurnRecord, Usage  # noqa: E402
-from enclave.workspace import TENANT_MIGRATIONS, Workspace  # noqa: E402
+import enclave.workspace as workspace_module
+from enclave.config import ROOT, Settings
+from enclave.identity import principal_from_email
+from enclave.keys import KeyRing
+from enclave.store import TenantStore
+from enclave.turnlog import TurnLog
+from enclave.turns import TurnRecord, Usage
+from enclave.workspace import TENANT_MIGRATIONS, Workspace
 
 TARGETS = {"rows_per_s_min": 20_000, "added_p50_ms_max": 0.2}
 PROMPT = "How do I reset my VPN password before travelling next week? " * 3
@@ -100,21 +87,6 @@ def chat_latency(ws: Workspace, turns: int, block: int, warmup: int) -> dict[str
     return out
 
 
-def tenants_without_quotas(dest: Path) -> Path:
-    """A copy of the demo tenants without their ``[quotas]`` (the bench's turns would
-    exceed them; quota cost is the same with and without logging)."""
-    shutil.copytree(ROOT / "tenants", dest)
-    for toml in dest.glob("*/tenant.toml"):
-        kept, skipping = [], False
-        for line in toml.read_text().splitlines():
-            if line.startswith("["):
-                skipping = line.lstrip("[").startswith("quotas")
-            if not skipping:
-                kept.append(line)
-        toml.write_text("\n".join(kept) + "\n")
-    return dest
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000, help="rows through the writer")
@@ -132,7 +104,7 @@ def main() -> None:
         row_bound = writer_rate(tmp, args.baseline_rows, False)
         with fake_server(args.tokens, args.token_delay) as base_url:
             settings = Settings(data_dir=tmp / "data",
-                                tenants_dir=tenants_without_quotas(tmp / "tenants"),
+                                tenants_dir=bench_tenants(tmp / "tenants"),
                                 plugins_dir=ROOT / "plugins", default_base_url=base_url,
                                 default_api_key="bench-key", default_model="fake-model",
                                 default_is_local=False, log_prune_seconds=0)

@@ -9,27 +9,23 @@ Targets: under 50 us in memory, under 1 ms with local Redis, ratio exactly 1.00.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # the repository, not bench/ (whose modules may shadow the stdlib)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-from enclave.errors import QuotaExceeded  # noqa: E402
-from enclave.identity import Principal  # noqa: E402
-from enclave.quota.engine import QuotaEngine  # noqa: E402
-from enclave.tenants import Tenant, load_tenant  # noqa: E402
-from enclave.turns import Usage  # noqa: E402
-from tests.quota.conftest import RedisServer, set_quotas  # noqa: E402
+from enclave.config import ROOT
+from enclave.errors import QuotaExceeded
+from enclave.identity import Principal
+from enclave.quota.engine import QuotaEngine
+from enclave.tenants import Tenant, load_tenant
+from enclave.turns import Usage
+from tests.quota.conftest import RedisServer, set_quotas
 
 # the demo tenant's shape: per-user minute windows and budgets, tenant budgets and cost
 QUOTAS = """
