@@ -100,7 +100,8 @@ def documents(rng: random.Random, count: int, sections: int) -> list[Upload]:
 def open_kb(tenant: Tenant, root: Path, index: VectorIndex) -> KnowledgeBase:
     store = TenantStore(root / tenant.slug / "store.duckdb", secrets.token_bytes(32),
                         TENANT_MIGRATIONS)
-    return KnowledgeBase(tenant, store, lambda: index.for_tenant(tenant.slug))
+    return KnowledgeBase(tenant, store, lambda: index.for_tenant(tenant.slug),
+                         lambda *entry: None)  # the benchmark keeps no audit trail
 
 
 def ingestion(kb: KnowledgeBase, rng: random.Random) -> dict[str, float]:

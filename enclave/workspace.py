@@ -165,8 +165,10 @@ class Workspace:
             with self._lock:
                 kb = self._knowledge_bases.get(tenant.slug)
                 if kb is None or kb.store is not store:
-                    kb = KnowledgeBase(tenant, store,
-                                       lambda: self.vector_index.for_tenant(tenant.slug))
+                    kb = KnowledgeBase(
+                        tenant, store, lambda: self.vector_index.for_tenant(tenant.slug),
+                        lambda actor, action, target, detail: self.audit(
+                            tenant, actor, action, target, detail))
                     self._knowledge_bases[tenant.slug] = kb
         return kb
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -102,11 +102,16 @@ def _embedding_text(parsed: Parsed, heading: str | None, text: str) -> str:
     return "\n".join(p for p in (parsed.title, heading, text) if p)
 
 
+# records one audit entry: (actor, action, target, detail)
+Audit = Callable[[Principal, str, str, dict[str, Any]], object]
+
+
 class KnowledgeBase:
     def __init__(self, tenant: Tenant, store: TenantStore,
-                 vectors: Callable[[], TenantVectors]) -> None:
+                 vectors: Callable[[], TenantVectors], audit: Audit) -> None:
         self.tenant = tenant
         self.store = store
+        self._audit = audit
         self.repo = KnowledgeRepository(store)
         self._open_vectors = vectors
         self._vectors: TenantVectors | None = None
@@ -201,7 +206,16 @@ class KnowledgeBase:
             results = self._ingest(principal, [(u.name, u.data, clean_tags, "upload")
                                                for u in uploads], progress)
             self._rebuild_if(results)
+        self._audit_changes(principal, results)
         return results
+
+    def _audit_changes(self, principal: Principal, results: Sequence[IngestResult]) -> None:
+        """One audit entry per document stored, replaced or removed."""
+        for r in results:
+            if r.status in ("added", "replaced", "removed"):
+                action = "knowledge.delete" if r.status == "removed" else "knowledge.upload"
+                self._audit(principal, action, f"document:{r.document_id}",
+                            {"name": r.name, "status": r.status, "chunks": r.chunks})
 
     def remove(self, principal: Principal, doc_id: str) -> Document:
         with self._lock:
@@ -209,7 +223,8 @@ class KnowledgeBase:
             if doc is None:
                 raise NotFound(f"No document '{doc_id}' in {self.tenant.name}'s knowledge.")
             self._remove(doc)
-            return doc
+        self._audit(principal, "knowledge.delete", f"document:{doc.id}", {"name": doc.name})
+        return doc
 
     def retag(self, principal: Principal, doc_id: str, tags: Iterable[str]) -> Document:
         clean_tags = normalize_tags(tags)
@@ -219,7 +234,9 @@ class KnowledgeBase:
             self.store.write(self.repo.retag_statement(doc_id, clean_tags))
             doc = self.repo.document(doc_id)
             assert doc is not None
-            return doc
+        self._audit(principal, "knowledge.retag", f"document:{doc_id}",
+                    {"tags": list(clean_tags)})
+        return doc
 
     def sync(self, principal: Principal, folder: Path,
              progress: Progress | None = None) -> list[IngestResult]:
@@ -255,6 +272,7 @@ class KnowledgeBase:
                     results.append(IngestResult(doc.name, "removed", f"{doc.name}: removed "
                                                 "(no longer in the folder).", doc.id))
             self._rebuild_if(results)
+        self._audit_changes(principal, results)
         return results
 
     def reindex(self) -> int:
