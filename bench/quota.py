@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -25,7 +26,9 @@ from enclave.identity import Principal
 from enclave.quota.engine import QuotaEngine
 from enclave.tenants import Tenant, load_tenant
 from enclave.turns import Usage
-from tests.quota.conftest import RedisServer, set_quotas
+
+sys.path.insert(0, str(ROOT))  # the tests' redis-server and tenant helpers
+from tests.quota.conftest import RedisServer, set_quotas  # noqa: E402
 
 # the demo tenant's shape: per-user minute windows and budgets, tenant budgets and cost
 QUOTAS = """

@@ -4,6 +4,8 @@ directory, and a workspace over the demo tenants (or a modified copy of them).""
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +71,20 @@ def plaintext_hits(root: Path, needle: str) -> list[Path]:
     forms = [needle.encode(), needle.encode("utf-16-le")]
     return [p for p in root.rglob("*") if p.is_file()
             and any(f in p.read_bytes() for f in forms)]
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on (for a server to start, or a refused call)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Terminate a test server process, killing it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,8 +11,7 @@ from enclave.config import LOCAL_MODEL_NAME
 from enclave.dev import wait_http
 from enclave.turns import Final, Token, Usage
 from enclave.workspace import Workspace
-from tests.conftest import as_user, make_settings
-from tests.e2e.conftest import free_port
+from tests.conftest import as_user, free_port, make_settings
 
 pytestmark = pytest.mark.localmodel
 

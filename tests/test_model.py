@@ -4,7 +4,6 @@ resolution, streaming through LangChain against the fake server, clear errors, a
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from enclave.model import estimate_tokens, openai_chat_model, resolve_endpoint, 
 from enclave.tenants import Tenant, load_tenant
 from enclave.turns import ChatMessage, Event, Final, Token, Usage
 from enclave.workspace import Workspace
-from tests.conftest import TENANTS, as_user, make_settings
+from tests.conftest import TENANTS, as_user, free_port, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 
 API_KEY = "sk-test-model-secret-0123456789"
@@ -58,12 +57,6 @@ def stream_error(ep: ModelEndpoint) -> str:
 def assert_clean(message: str) -> None:
     assert message and "\n" not in message, message
     assert "Traceback" not in message and API_KEY not in message, message
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- Settings.from_env -------------------------------------------------------------------
@@ -209,7 +202,7 @@ def test_server_error(llm: FakeOpenAI) -> None:
 
 
 def test_connection_refused() -> None:
-    message = stream_error(endpoint(f"http://127.0.0.1:{closed_port()}/v1"))
+    message = stream_error(endpoint(f"http://127.0.0.1:{free_port()}/v1"))
     assert "cannot be reached" in message
 
 

@@ -4,7 +4,6 @@ Streamlit app in its own process, and Debian Chromium driven by Playwright."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,18 +13,13 @@ import pytest
 from enclave.config import ROOT
 from enclave.dev import app_command, demo_users, run_idp, wait_http, write_secrets
 from enclave.tenants import TenantRegistry
+from tests.conftest import free_port, stop
 from tests.fakes.openai_server import FakeOpenAI
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -55,11 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_http(f"{app_url}/_stcore/health", 90, app)
             yield Stack(app_url, tmp / "data", fake)
         finally:
-            app.terminate()
-            try:
-                app.wait(15)
-            except subprocess.TimeoutExpired:
-                app.kill()
+            stop(app, 15)
             log.close()
 
 

@@ -3,20 +3,18 @@ the venv's ``chroma`` binary (the ``ENCLAVE_CHROMA_URL`` path)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from enclave.dev import wait_http
 from enclave.identity import Principal
 from enclave.knowledge.service import IngestResult, KnowledgeBase, Upload
 from enclave.workspace import Workspace
-from tests.conftest import as_user
+from tests.conftest import as_user, free_port, stop
 
 
 @pytest.fixture
@@ -36,12 +34,6 @@ def add_text(kb: KnowledgeBase, who: Principal, name: str, text: str,
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``chroma run`` on a free port; yields its URL."""
@@ -53,19 +45,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("chroma run did not start") from None
-                time.sleep(0.1)
+        wait_http(f"{url}/api/v2/heartbeat", 30, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
