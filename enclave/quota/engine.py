@@ -208,7 +208,8 @@ class QuotaEngine:
                 value = round(raw * 1e6) if name == "monthly_budget_usd" else int(raw)
                 if name in WINDOWS:
                     item = RateLimitItemPerMinute(value, namespace=f"enclave-{name}")
-                    out.append(Check(scope, name, value, Counter.window(item, base + name)))
+                    window = Counter.tokens if name == "tokens_per_minute" else Counter.window
+                    out.append(Check(scope, name, value, window(item, base + name)))
                 else:
                     period = PERIODS[name]
                     end = period_end(period, at)

@@ -234,6 +234,37 @@ def test_windows_and_periods_roll_over(backend: str, make_ws: MakeWs,
     ws.quota.reserve(acme, bob, "m", 900, 900)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tokens_per_minute_is_a_moving_window_of_turn_weights(
+        backend: str, make_ws: MakeWs, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    ws = make_ws("[quotas]\ntokens_per_minute = 1000", backend_url(backend, request))
+    clock = Clock(datetime(2031, 5, 31, 12, 0, 0, tzinfo=UTC))
+    for module in ("enclave.quota.engine", "enclave.quota.counters", "limits.storage.memory"):
+        monkeypatch.setattr(f"{module}.time", clock)
+    acme = ws.tenants.get("acme")
+    bob = as_user(ws, "acme", "bob@acme.example")
+    ws.quota.reserve(acme, bob, "m", 200, 200)  # 400 tokens at t=0
+    clock.now += 20
+    ws.quota.reserve(acme, bob, "m", 300, 200)  # 500 tokens at t=20: 900 held
+    assert budget_used(ws, bob, "tokens_per_minute") == 900
+    with pytest.raises(QuotaExceeded) as err:
+        ws.quota.reserve(acme, bob, "m", 100, 100)  # 200 more would make 1100
+    assert err.value.limit == "tokens_per_minute"
+    assert err.value.retry_after == pytest.approx(40)  # when the t=0 turn leaves
+    clock.now += 41
+    ws.quota.reserve(acme, bob, "m", 100, 100)  # 500 + 200 held
+    assert budget_used(ws, bob, "tokens_per_minute") == 700
+    with pytest.raises(QuotaExceeded) as err:
+        ws.quota.reserve(acme, bob, "m", 300, 300)  # 1300: fits once the t=20 turn leaves
+    assert err.value.retry_after == pytest.approx(19)
+    with pytest.raises(QuotaExceeded) as err:
+        ws.quota.reserve(acme, bob, "m", 450, 450)  # 1600: fits once both have left
+    assert err.value.retry_after == pytest.approx(60)
+    clock.now += 61
+    assert budget_used(ws, bob, "tokens_per_minute") == 0
+
+
 def _usage(prompt: int, completion: int) -> Any:
     from enclave.turns import Usage
 
