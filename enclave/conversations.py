@@ -3,15 +3,16 @@ one user of one tenant: the store is the tenant's, the user id is in every query
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import duckdb
 
 from enclave.errors import BadInput, NotFound
 from enclave.store import Migration, Statement, TenantStore
-from enclave.turns import ChatMessage, Usage
+from enclave.turns import ChatMessage, Citation, Usage
 
 MAX_TITLE = 120
 NEW_TITLE = "New chat"
@@ -30,7 +31,12 @@ def _m001_conversations(con: duckdb.DuckDBPyConnection) -> None:
         tokens_estimated BOOLEAN)""")
 
 
-MIGRATIONS: list[Migration] = [("001_conversations", _m001_conversations)]
+def _m002_message_citations(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE messages ADD COLUMN citations VARCHAR")  # JSON, answers only
+
+
+MIGRATIONS: list[Migration] = [("001_conversations", _m001_conversations),
+                               ("002_message_citations", _m002_message_citations)]
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,15 @@ class StoredMessage:
     content: str
     created_at: datetime
     usage: Usage | None
+    citations: tuple[Citation, ...] = ()
+
+
+def _citations_json(cited: tuple[Citation, ...]) -> str | None:
+    return json.dumps([asdict(c) for c in cited]) if cited else None
+
+
+def _citations(text: str | None) -> tuple[Citation, ...]:
+    return tuple(Citation(**c) for c in json.loads(text)) if text else ()
 
 
 def _now() -> datetime:
@@ -120,10 +135,11 @@ class Conversations:
         self.get(user_id, conversation_id)
         rows = self.store.query(
             "SELECT id, role, content, created_at, prompt_tokens, completion_tokens, "
-            "tokens_estimated FROM messages WHERE conversation_id = ? ORDER BY seq",
-            [conversation_id])
+            "tokens_estimated, citations FROM messages WHERE conversation_id = ? "
+            "ORDER BY seq", [conversation_id])
         return [StoredMessage(r[0], r[1], r[2], r[3],
-                              Usage(r[4], r[5], bool(r[6])) if r[4] is not None else None)
+                              Usage(r[4], r[5], bool(r[6])) if r[4] is not None else None,
+                              _citations(r[7]))
                 for r in rows]
 
     def with_history(self, user_id: str, conversation_id: str, limit: int
@@ -140,7 +156,8 @@ class Conversations:
                       for r in rows]
 
     def append_turn(self, user_id: str, conv: Conversation, prompt: str, answer: str,
-                    model: str, usage: Usage, *, new: bool = False) -> str:
+                    model: str, usage: Usage, *, new: bool = False,
+                    citations: tuple[Citation, ...] = ()) -> str:
         """Queue one turn as one unit: the conversation itself when ``new``, the user
         message and the answer (and a title for an untitled conversation). Returns the
         answer's id."""
@@ -150,11 +167,14 @@ class Conversations:
         untitled = conv.title == NEW_TITLE
         title = _clean_title(prompt)[:TITLE_FROM_PROMPT] if untitled else conv.title
         statements = [self._insert(user_id, replace(conv, title=title))] if new else []
-        statements.append(("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
-                           "NULL), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        statements.append(("INSERT INTO messages (id, conversation_id, seq, role, content, "
+                           "created_at, model, prompt_tokens, completion_tokens, "
+                           "tokens_estimated, citations) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, "
+                           "NULL, NULL, NULL), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [secrets.token_hex(16), conv.id, seq, "user", prompt, now,
                             answer_id, conv.id, seq + 1, "assistant", answer, now, model,
-                            usage.prompt_tokens, usage.completion_tokens, usage.estimated]))
+                            usage.prompt_tokens, usage.completion_tokens, usage.estimated,
+                            _citations_json(citations)]))
         if untitled and not new:
             statements.append(("UPDATE conversations SET title = ? WHERE id = ? AND "
                                "user_id = ?", [title, conv.id, user_id]))

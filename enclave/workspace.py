@@ -360,12 +360,12 @@ class Workspace(Oversight):
         self.quota.settle(reservation, usage)
         if late_usage:
             yield usage
+        cited = KnowledgeBase.citations(hits, answer)
         message_id = convs.append_turn(principal.user_id, conv, prompt, answer,
-                                       request.endpoint.model, usage, new=new)
+                                       request.endpoint.model, usage, new=new, citations=cited)
         latency = self._after(hooks, tenant, principal, request, "ok", prompt, answer, usage,
                               started, None)
-        yield Final(conv.id, message_id, answer, usage, request.endpoint.model, latency,
-                    KnowledgeBase.citations(hits, answer))
+        yield Final(conv.id, message_id, answer, usage, request.endpoint.model, latency, cited)
 
     def _after(self, hooks: Any, tenant: Tenant, principal: Principal, request: TurnRequest,
                outcome: Any, prompt: str, response: str, usage: Usage | None,

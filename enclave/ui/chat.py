@@ -97,7 +97,7 @@ def page(ws: Workspace, tenant: Tenant, principal: Principal) -> None:
         for msg in ws.messages(principal, current) if current else []:
             with st.chat_message(msg.role):
                 st.markdown(msg.content)
-                citations(state(principal, f"citations:{msg.id}", ()))
+                citations(msg.citations)
     except EnclaveError as e:
         st.error(str(e))
         return
@@ -118,7 +118,6 @@ def page(ws: Workspace, tenant: Tenant, principal: Principal) -> None:
             st.error(str(e))
             return
     if done:
-        set_state(principal, f"citations:{done[0].message_id}", done[0].citations)
         usage = done[0].usage
         st.caption(f"{usage.total_tokens} tokens{' (estimated)' if usage.estimated else ''}"
                    f" · {done[0].latency_ms / 1000:.1f} s")

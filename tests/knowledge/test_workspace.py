@@ -39,6 +39,17 @@ def test_the_answer_is_grounded_on_the_tenants_chunks_and_cites_them(
     assert llm.requests[-1]["messages"][-1]["content"] == "What is the hotel cap per night?"
 
 
+def test_citations_are_kept_with_the_answer(ws: Workspace, alice: Principal,
+                                            llm: FakeOpenAI) -> None:
+    add_text(ws.knowledge(alice), alice, "travel.md", f"# Travel policy\n\n## Hotels\n\n{HOTELS}")
+    llm.reply = "The cap is 185 dollars [1]."
+    bob = as_user(ws, "acme", "bob@acme.example")
+    done = final(ws, bob, "What is the hotel cap per night?")
+    question, answer = ws.messages(bob, done.conversation_id)
+    assert question.citations == () and answer.id == done.message_id
+    assert answer.citations == done.citations and len(answer.citations) == 1
+
+
 def test_nothing_relevant_tells_the_model_to_say_so(ws: Workspace, alice: Principal,
                                                     llm: FakeOpenAI) -> None:
     add_text(ws.knowledge(alice), alice, "travel.md", HOTELS)
