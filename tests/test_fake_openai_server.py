@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -21,17 +20,10 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 EXPECTED = "You said: hello there world"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeOpenAI) -> Iterator[FakeOpenAI]:
-    server.reset()
-    yield server
-    server.reset()
+def fake(llm: FakeOpenAI) -> FakeOpenAI:
+    """The suite's fake server (tests/conftest.py), reset for each test."""
+    return llm
 
 
 def client(fake: FakeOpenAI, **kwargs: object) -> openai.OpenAI:

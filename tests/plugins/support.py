@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
+import pluggy
+
+from enclave import hookspecs
 from enclave.config import ROOT
 from enclave.tenants import Tenant, load_tenant
 
@@ -19,6 +22,15 @@ def load_plugin(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def plugin_manager(plugin: ModuleType) -> pluggy.PluginManager:
+    """A bare pluggy manager with Enclave's hooks and only ``plugin`` registered."""
+    pm = pluggy.PluginManager("enclave")
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name=plugin.PLUGIN_NAME)
+    pm.check_pending()
+    return pm
 
 
 def make_tenant(tmp_path: Path, plugins_toml: str | None, source: str = "acme") -> Tenant:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pluggy
 import pytest
 
-from enclave import hookspecs
 from enclave.config import ROOT
 from enclave.errors import TenantInvalid
 from enclave.hookspecs import ModelEndpoint
 from enclave.identity import Principal
 from enclave.turns import ChatMessage, MessageRole, TurnRequest
-from tests.plugins.support import load_plugin, make_tenant
+from tests.plugins.support import load_plugin, make_tenant, plugin_manager
 
 ALL = ("email", "phone", "iban", "card")
 plugin = load_plugin("pii_redaction")
@@ -162,10 +160,7 @@ def test_invalid_settings(tmp_path: Path, setting: str, match: str) -> None:
 
 
 def test_works_through_pluggy(tmp_path: Path) -> None:
-    pm = pluggy.PluginManager("enclave")
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name=plugin.PLUGIN_NAME)
-    pm.check_pending()
+    pm = plugin_manager(plugin)
     tenant = make_tenant(tmp_path, "[plugins.pii_redaction]")
     request = request_of(("user", "alice@acme.example"))
     pm.hook.enclave_transform_messages(tenant=tenant, principal=PRINCIPAL, request=request)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pluggy
 import pytest
 
-from enclave import hookspecs
 from enclave.errors import TenantInvalid
 from enclave.identity import Principal
 from enclave.tenants import Tenant
-from tests.plugins.support import load_plugin, make_tenant
+from tests.plugins.support import load_plugin, make_tenant, plugin_manager
 
 plugin = load_plugin("tone_persona")
 
@@ -116,10 +114,7 @@ def test_enabled_key_is_not_a_setting(tmp_path: Path) -> None:
 
 
 def test_works_through_pluggy(tmp_path: Path) -> None:
-    pm = pluggy.PluginManager("enclave")
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name=plugin.PLUGIN_NAME)
-    pm.check_pending()
+    pm = plugin_manager(plugin)
     tenant = make_tenant(tmp_path, '[plugins.tone_persona]\npersona = "cheerful"')
     results = pm.hook.enclave_system_prompt(tenant=tenant, principal=principal(),
                                             assistant=tenant.default_assistant)
